@@ -77,8 +77,10 @@ pub enum BtfKind {
     Int32,
     /// Another integer.
     Int,
-    /// A struct or union.
+    /// A struct.
     Struct,
+    /// A union (LPM tries refuse union keys).
+    Union,
     /// A `DATASEC` (global data maps).
     Datasec,
     /// Anything else.

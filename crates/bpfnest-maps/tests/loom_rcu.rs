@@ -8,7 +8,15 @@
 //! access is reported by loom as a data race even when the flag read happens to be old.
 //!
 //! The `*_is_caught` models are mutants (a wrong deferral, a missing fence) that must fail:
-//! they show the models can see the bugs they are meant to exclude.
+//! they show the models can see the bugs they are meant to exclude. Mutating the library the
+//! same way by hand also makes models here fail: dropping either fence (`F_r` in
+//! `read_lock`, `F_w` in `synchronize`), making the snapshot or unlock store Relaxed, making
+//! the writer's snapshot load Relaxed, or cutting the callback batch after `F_w`.
+//!
+//! loom's `fence(SeqCst)` is stronger than C++'s: loom's SeqCst fences also synchronize with
+//! one another. The closing fence of a grace period is therefore compiled out under loom
+//! (see `Domain::grace_period`), or it would hide a weakened Release/Acquire snapshot pair;
+//! the store-buffering arguments these models check need only the C++ fence guarantees.
 #![cfg(bpfnest_loom)]
 
 #[cfg(bpfnest_loom)]

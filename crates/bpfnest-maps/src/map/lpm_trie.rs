@@ -102,16 +102,10 @@
 //! # Deviations from the kernel
 //! * The value starts at an 8-byte-aligned offset inside the node (the kernel puts it right
 //!   after `data`); `mem_usage` still charges the kernel's `24 + data_size + value_size`.
-//! * [`BtfKind::Struct`] covers unions too, so a union key type passes `check_btf`; the kernel
-//!   refuses it with `EINVAL` (it wants `BTF_KIND_STRUCT` exactly).
 //! * The rqspinlock's `EDEADLK`/`ETIMEDOUT` and the `ENOMEM` of `get_next_key`'s node stack
 //!   cannot happen here.
 //! * A key or value slice shorter than the map's sizes gives `EINVAL` (or no match for a
 //!   program-side lookup); the kernel reads what it needs from a pointer.
-#![allow(
-    clippy::disallowed_types,
-    reason = "atomics come from crate::primitive; clippy resolves its std re-exports to the types clippy.toml names"
-)]
 
 use core::ptr::{self, NonNull};
 use std::alloc::{self, Layout};

@@ -17,7 +17,7 @@ use super::defer::Deferred;
 use super::guard::RcuReader;
 use crate::primitive::{fence, thread, Arc, AtomicU64, Mutex, MutexGuard, Ordering};
 
-/// The value of [`RcuDomain::gp`] before the first grace period. Snapshots are values of
+/// The value of [`Domain::gp`] before the first grace period. Snapshots are values of
 /// `gp`, so starting above 0 keeps 0 free to mean "not in a read-side section".
 pub(super) const FIRST_GP: u64 = 1;
 
@@ -25,7 +25,7 @@ pub(super) const FIRST_GP: u64 = 1;
 /// contend with another reader's.
 pub(super) struct ReaderRecord {
     /// 0 while the owning reader is outside any read-side section; otherwise the value of
-    /// [`RcuDomain::gp`] loaded by the outermost `read_lock` of the current section.
+    /// [`Domain::gp`] loaded by the outermost `read_lock` of the current section.
     /// Written only by the owning thread (and by `RcuReader::drop`, which that thread
     /// runs); read by writers in [`RcuDomain::synchronize`].
     pub(super) snapshot: AtomicU64,
@@ -229,9 +229,9 @@ impl RcuDomain {
     /// ended, then runs the callbacks queued before this call that are not already being run
     /// by another grace period (`synchronize_rcu()` followed by callback processing).
     ///
-    /// Takes about a microsecond with no reader inside a section; otherwise it waits as long
-    /// as the oldest such section, spinning, then yielding, then sleeping up to 1 ms at a
-    /// time (for sleepable sections).
+    /// Takes well under a microsecond with no reader inside a section; otherwise it waits as
+    /// long as the oldest such section, spinning, then yielding, then sleeping up to 1 ms at
+    /// a time (for sleepable sections).
     ///
     /// # Deadlock
     ///

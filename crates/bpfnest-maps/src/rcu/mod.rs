@@ -18,16 +18,18 @@
 //! # Layout
 //!
 //! ```text
-//!  RcuDomain                                      RcuReader (one per thread and domain, !Send)
-//!  +------------------------------+               +-----------------------------+
-//!  | gp: u64 (grace-period ctr)   |<--- loads ----| domain: Arc<RcuDomain>      |
-//!  | registry: [Arc<ReaderRecord>]|--+            | nesting: Cell<usize>        |
-//!  | writer: Mutex (one GP at a   |  |            | record: Arc<ReaderRecord> --+--+
-//!  |         time)                |  |            +-----------------------------+  |
-//!  | defer: waiting callbacks,    |  |                                             |
-//!  |        completed-GP log,     |  +--> ReaderRecord (own cache line) <----------+
-//!  |        reclaimer thread      |       | snapshot: AtomicU64  (0 = not reading)
-//!  +------------------------------+       | owner: ThreadId
+//!  Arc<RcuDomain> --+
+//!                   v
+//!  Domain (shared state)                          RcuReader (one per thread and domain, !Send)
+//!  +-------------------------------+              +-----------------------------+
+//!  | gp: u64 (grace-period counter)|<--- loads ---| domain: Arc<Domain>         |
+//!  | registry: [Arc<ReaderRecord>] |--+           | nesting: Cell<usize>        |
+//!  | writer: Mutex (one grace      |  |           | record: Arc<ReaderRecord> --+--+
+//!  |         period at a time)     |  |           +-----------------------------+  |
+//!  | defer: waiting callbacks,     |  |                                            |
+//!  |        completed-GP log,      |  +--> ReaderRecord (own cache line) <---------+
+//!  |        reclaimer (Weak<Domain>)|      | snapshot: AtomicU64  (0 = not reading)
+//!  +-------------------------------+       | owner: ThreadId
 //! ```
 //!
 //! # Read side

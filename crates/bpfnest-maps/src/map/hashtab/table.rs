@@ -115,11 +115,6 @@ impl Elem {
         // SAFETY: the type invariant keeps the header allocated and initialised while used.
         unsafe { self.0.as_ref() }
     }
-
-    /// The key's hash as recorded at insertion.
-    pub(super) fn hash(self) -> u32 {
-        self.hdr().hash.load(Ordering::Relaxed)
-    }
 }
 
 /// `struct bucket`.
