@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0 OR MIT
-# Loom models of the RCU (crates/bpfnest-maps/tests/loom_rcu.rs).
+# Loom models of the RCU and the LRU lists (crates/bpfnest-maps/tests/loom_{rcu,lru}.rs).
 #
 # --cfg bpfnest_loom swaps crate::primitive for loom's types. A separate target dir keeps this
 # RUSTFLAGS change from invalidating the normal build. Extra arguments go to cargo test
@@ -11,4 +11,4 @@ cd "$(dirname "$0")/.."
 export RUSTFLAGS="--cfg bpfnest_loom ${RUSTFLAGS:-}"
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
 
-cargo test --release --target-dir target/loom -p bpfnest-maps --test loom_rcu "$@"
+cargo test --release --target-dir target/loom -p bpfnest-maps --test loom_rcu --test loom_lru "$@"

@@ -12,13 +12,6 @@
 //!   core, runs short sections back to back (the outer-map update case).
 //!
 //! Benches make no assertions; compare numbers from one run.
-#![cfg_attr(
-    not(bpfnest_loom),
-    expect(
-        clippy::disallowed_types,
-        reason = "bench harness: a stop flag for the reader thread; the crate's loom switch is private"
-    )
-)]
 
 // Under loom the crate's domains are loom objects that only live inside `loom::model`.
 #[cfg(bpfnest_loom)]

@@ -128,6 +128,10 @@ impl BpfMap {
     pub fn map_flags(&self) -> u32 {
         self.map_flags
     }
+    /// NUMA node (`NUMA_NO_NODE` unless created with `BPF_F_NUMA_NODE`).
+    pub fn numa_node(&self) -> u32 {
+        self.numa_node
+    }
     /// `map_extra`.
     pub fn map_extra(&self) -> u64 {
         self.map_extra
@@ -268,6 +272,10 @@ impl BpfMap {
         // A sleepable program can only reach this inner map through an outer map whose
         // sleepable_refcnt it raised when it was loaded, before it ever ran; reading the count
         // now (after the slot was cleared) therefore sees every program that may hold the map.
+        // SeqCst fence: store-load ordering between the slot's swap (AcqRel, which alone does
+        // not order a later load) and the count read; pairs with the SeqCst increment in
+        // `inc_sleepable` (loom model `sleepable_refcnt_picks_deferral`).
+        fence(Ordering::SeqCst);
         if outer.sleepable_refcnt() > 0 {
             self.free_after_mult_rcu_gp.store(true, Ordering::Relaxed);
         } else {

@@ -382,7 +382,7 @@ mod tests {
         let p = val.as_mut_ptr() as *mut u8;
         // SAFETY: val is 16 bytes, 8-aligned.
         unsafe { copy_map_value_in(Some(&rec), p, &[1u8; 12]) };
-        let bytes: [u8; 16] = unsafe { core::mem::transmute(val) };
+        let bytes: Vec<u8> = val.iter().flat_map(|w| w.to_ne_bytes()).collect();
         assert_eq!(&bytes[..12], &[1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1]);
         let mut out = [9u8; 12];
         // Lock word set: must come out as zero.

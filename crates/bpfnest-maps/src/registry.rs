@@ -49,21 +49,30 @@ pub struct AllocCtx<'a> {
     pub files: &'a dyn FileTable,
 }
 
+/// `map_alloc_check`.
+pub type AllocCheckFn = fn(&MapAttr, &AllocCtx<'_>) -> Result<()>;
+/// `map_alloc`.
+pub type AllocFn = fn(&MapAttr, &AllocCtx<'_>) -> Result<Box<dyn MapOps>>;
+/// `map_meta_equal`.
+pub type MetaEqualFn = fn(&MapMeta, &BpfMap) -> bool;
+/// `map_check_btf` on the kinds of the key and value types.
+pub type CheckBtfFn = fn(&MapAttr, BtfKind, BtfKind) -> Result<()>;
+
 /// One row of the type table (the static half of `struct bpf_map_ops`).
 #[derive(Debug)]
 pub struct MapTypeOps {
     /// `enum bpf_map_type`.
     pub map_type: u32,
     /// `map_alloc_check`: pure validation, run before anything is allocated.
-    pub alloc_check: Option<fn(&MapAttr, &AllocCtx<'_>) -> Result<()>>,
+    pub alloc_check: Option<AllocCheckFn>,
     /// `map_alloc`: may assume `alloc_check` passed.
-    pub alloc: fn(&MapAttr, &AllocCtx<'_>) -> Result<Box<dyn MapOps>>,
+    pub alloc: AllocFn,
     /// `map_meta_equal`: can a map be inserted into an outer map whose template is `meta`?
     /// `None`: the type can never be an inner map (template refused with `ENOTSUPP`).
-    pub meta_equal: Option<fn(&MapMeta, &BpfMap) -> bool>,
+    pub meta_equal: Option<MetaEqualFn>,
     /// `map_check_btf` with the kinds of the key and value types. `None` as in the kernel:
     /// then a key type id is mandatory.
-    pub check_btf: Option<fn(&MapAttr, BtfKind, BtfKind) -> Result<()>>,
+    pub check_btf: Option<CheckBtfFn>,
     /// Whether the type is in the "unprivileged" list of `map_create` (no CAP_BPF needed).
     pub unprivileged: bool,
 }

@@ -6,10 +6,6 @@
 //! that race defined behaviour in Rust, every copy into or out of value memory goes through the
 //! relaxed atomic word copies below (plain `mov`s on x86_64), and value memory is never turned
 //! into a `&[u8]`.
-#![allow(
-    clippy::disallowed_types,
-    reason = "value memory is raw shared memory; loom does not model it (see module doc)"
-)]
 
 use crate::errno::{Errno, Result};
 use core::ptr::NonNull;
@@ -26,7 +22,7 @@ pub(crate) unsafe fn copy_to_value(dst: *mut u8, src: &[u8]) {
     while i < n {
         // SAFETY: dst+i is inside the caller's range.
         let p = unsafe { dst.add(i) };
-        if (p as usize) % 8 == 0 && n - i >= 8 {
+        if (p as usize).is_multiple_of(8) && n - i >= 8 {
             let mut w = [0u8; 8];
             w.copy_from_slice(&src[i..i + 8]);
             // SAFETY: p is 8-aligned and 8 bytes are in range; value memory is only accessed atomically.
@@ -50,7 +46,7 @@ pub(crate) unsafe fn copy_from_value(dst: &mut [u8], src: *const u8) {
     while i < n {
         // SAFETY: src+i is inside the caller's range.
         let p = unsafe { src.add(i) } as *mut u8;
-        if (p as usize) % 8 == 0 && n - i >= 8 {
+        if (p as usize).is_multiple_of(8) && n - i >= 8 {
             // SAFETY: p is 8-aligned and 8 bytes are in range.
             let w = unsafe { AtomicU64::from_ptr(p as *mut u64) }.load(Ordering::Relaxed);
             dst[i..i + 8].copy_from_slice(&w.to_ne_bytes());
@@ -107,17 +103,6 @@ impl Slab {
     #[inline]
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
-    }
-
-    /// Size in bytes.
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.layout.size()
-    }
-
-    /// Whether the block is empty (never, as the minimum allocation is one byte).
-    pub fn is_empty(&self) -> bool {
-        false
     }
 }
 

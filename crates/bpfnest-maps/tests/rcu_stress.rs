@@ -15,10 +15,6 @@
 //!
 //! `BPFNEST_STRESS_ITERS=<n>` multiplies every iteration count (default 1, about 2 s).
 #![cfg(not(bpfnest_loom))]
-#![expect(
-    clippy::disallowed_types,
-    reason = "integration test: the crate's loom switch (primitive) is private, and this test never runs under loom"
-)]
 
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};

@@ -205,11 +205,6 @@ impl BloomFilter {
 
 /// `set_bit`/`test_bit` on the words of the bit array.
 mod bitops {
-    #![allow(
-        clippy::disallowed_types,
-        reason = "the bit array is map memory reached by raw address (like value memory in \
-                  storage.rs), which loom does not model"
-    )]
     use core::sync::atomic::{AtomicU64, Ordering};
 
     /// The word holding bit `h` and the bit's mask.

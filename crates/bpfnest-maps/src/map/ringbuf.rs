@@ -116,12 +116,6 @@ const RES_DEF_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Atomic words in the shared pages.
 mod shm {
-    #![allow(
-        clippy::disallowed_types,
-        reason = "ring positions and record headers live in pages shared with user space through \
-                  mmap; like value memory (storage.rs) they are reached by raw address, which \
-                  loom does not model"
-    )]
     use crate::primitive::Ordering;
     use core::sync::atomic::{AtomicU32, AtomicU64};
 

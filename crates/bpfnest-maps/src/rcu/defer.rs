@@ -10,10 +10,6 @@
 //! Every grace period reports completion exactly once, even with an empty batch or a
 //! panicking callback: otherwise `Progress::completed` would stop advancing and every
 //! later `barrier` would hang.
-#![allow(
-    clippy::disallowed_types,
-    reason = "atomics come from crate::primitive; clippy resolves its std re-exports to the types clippy.toml names"
-)]
 
 use core::mem;
 

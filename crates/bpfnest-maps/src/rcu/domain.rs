@@ -4,10 +4,6 @@
 //! The algorithm and its correctness argument are in the parent module's docs; the names
 //! `F_w` (first writer fence), `F_r` (reader fence) and `t` (new grace-period number) used
 //! in comments here come from there.
-#![allow(
-    clippy::disallowed_types,
-    reason = "atomics come from crate::primitive; clippy resolves its std re-exports to the types clippy.toml names"
-)]
 
 use core::fmt;
 

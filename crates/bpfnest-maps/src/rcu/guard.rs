@@ -77,7 +77,7 @@ impl RcuReader {
         // from an old section's snapshot straight to this one (missing the 0 in between)
         // must still see the old section as finished.
         self.record.snapshot.store(epoch, Ordering::Release);
-        // SeqCst (F_r): store-buffering partner of F_w in `RcuDomain::grace_period`. Either
+        // SeqCst (F_r): store-buffering partner of F_w in `Domain::grace_period`. Either
         // the writer sees the snapshot above, or every load in this section sees what was
         // unpublished before the writer's fence.
         fence(Ordering::SeqCst);

@@ -28,7 +28,7 @@
 //!  |         period at a time)     |  |           +-----------------------------+  |
 //!  | defer: waiting callbacks,     |  |                                            |
 //!  |        completed-GP log,      |  +--> ReaderRecord (own cache line) <---------+
-//!  |        reclaimer (Weak<Domain>)|      | snapshot: AtomicU64  (0 = not reading)
+//!  |        reclaimer thread       |       | snapshot: AtomicU64  (0 = not reading)
 //!  +-------------------------------+       | owner: ThreadId
 //! ```
 //!
@@ -93,18 +93,23 @@
 //! wait for every batch up to its own.
 //!
 //! Outside loom, the first `call_rcu` spawns one reclaimer thread per domain. It holds only
-//! a `Weak` reference, sleeps on a condvar until the waiting list becomes non-empty, runs a
-//! grace period and exits when the domain is dropped. Dropping a domain runs every callback
-//! still queued at once: readers hold an `Arc` to their domain, so none can exist then.
-//! Under loom there is no reclaimer; models call `synchronize`/`barrier` themselves.
+//! a `Weak` reference to the shared state, sleeps on a condvar until the waiting list
+//! becomes non-empty, runs a grace period and exits when the state is dropped. Dropping
+//! the last of a domain and its readers runs every callback still queued at once: readers
+//! hold the state alive, so none can exist then. Under loom there is no reclaimer; models
+//! call `synchronize`/`barrier` themselves.
 //!
 //! # Flavours
 //!
 //! Both flavours use this same algorithm; they are separate domains so that a sleepable
 //! program that blocks inside its section (tasks-trace) does not hold up the grace periods
 //! non-sleepable runs need, which outer-map updates wait for. Which deferral a removed inner
-//! map gets depends on the outer map's `sleepable_refcnt` (see `tests/loom_rcu.rs`, model
-//! `sleepable_refcnt_picks_deferral`, for the ordering that makes reading it safe).
+//! map gets depends on the outer map's `sleepable_refcnt`. Reading it is safe if the count
+//! is incremented before the sleepable program can first run (the kernel does it at
+//! verification) and the remover executes a SeqCst fence between unpublishing the inner
+//! map and reading the count: with the fence in the program's tasks-trace `read_lock`, that
+//! is the store-buffering shape again (model `sleepable_refcnt_picks_deferral` in
+//! `tests/loom_rcu.rs`).
 
 #[cfg(not(bpfnest_loom))]
 pub mod default;

@@ -63,7 +63,6 @@ use crate::attr::MapAttr;
 use crate::bpf_map::{BpfMap, MapMeta};
 use crate::errno::{Errno, Result};
 use crate::map::map_in_map::{array_index_mask, meta_equal};
-use crate::ops::MapOps;
 use crate::record::{BtfFieldKind, BtfRecord};
 use crate::registry::{AllocCtx, BtfKind, Caps, MapTypeOps};
 use crate::storage::Slab;

@@ -14,10 +14,6 @@
 //!   [`array_of_maps_lookup`] for the typed form).
 //! * **Outer map freed** (`Drop`): no program can hold the outer map any more, so every slot's
 //!   reference is dropped at once, without deferral (spec §4.4).
-#![allow(
-    clippy::disallowed_types,
-    reason = "atomics come from crate::primitive; clippy resolves its std re-exports to the types clippy.toml names"
-)]
 
 use core::ptr::{self, NonNull};
 

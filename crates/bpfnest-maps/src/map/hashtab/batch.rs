@@ -63,7 +63,11 @@ impl Htab {
             let cnt = elems.len();
             if cnt > (max_count - total) as usize {
                 drop(b);
-                break if total == 0 { Err(Errno::ENOSPC) } else { Ok(()) };
+                break if total == 0 {
+                    Err(Errno::ENOSPC)
+                } else {
+                    Ok(())
+                };
             }
             keys.clear();
             keys.resize(cnt * ks, 0);
@@ -97,8 +101,10 @@ impl Htab {
             // copy_to_user: a short user buffer is EFAULT with `count` left at 0, after the
             // deletions (as in the kernel).
             let (Some(kd), Some(vd)) = (
-                args.keys.get_mut(total as usize * ks..(total as usize + cnt) * ks),
-                args.values.get_mut(total as usize * vs..(total as usize + cnt) * vs),
+                args.keys
+                    .get_mut(total as usize * ks..(total as usize + cnt) * ks),
+                args.values
+                    .get_mut(total as usize * vs..(total as usize + cnt) * vs),
             ) else {
                 return Err(Errno::EFAULT);
             };

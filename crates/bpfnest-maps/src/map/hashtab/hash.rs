@@ -28,7 +28,14 @@ impl Htab {
     /// from the flags, then `E2BIG` (table full) or `ENOMEM`. Replacing a key links a new
     /// element at the head of the bucket and unlinks the old one, so the key moves to the front
     /// of its bucket; with `BPF_F_LOCK` the value is instead rewritten in place under its lock.
-    pub(super) fn update_hash(&self, map: &BpfMap, cpu: u32, key: &[u8], value: &[u8], flags: u64) -> Result<()> {
+    pub(super) fn update_hash(
+        &self,
+        map: &BpfMap,
+        cpu: u32,
+        key: &[u8],
+        value: &[u8],
+        flags: u64,
+    ) -> Result<()> {
         if flags & !BPF_F_LOCK > BPF_EXIST {
             return Err(Errno::EINVAL);
         }
@@ -105,7 +112,13 @@ impl Htab {
     /// Copies one element's value(s) as user space receives them: every CPU's rounded slot for
     /// per-CPU tables (`copy_map_value_long`), else `value_size` bytes, under the value's lock
     /// with `BPF_F_LOCK`; special fields come out zeroed (`check_and_init_map_value`).
-    pub(super) fn copy_value_sys(&self, rec: Option<&BtfRecord>, e: Elem, out: &mut [u8], flags: u64) -> Result<()> {
+    pub(super) fn copy_value_sys(
+        &self,
+        rec: Option<&BtfRecord>,
+        e: Elem,
+        out: &mut [u8],
+        flags: u64,
+    ) -> Result<()> {
         if self.kind.is_percpu() {
             let n = self.pcpu_size * self.nr_cpus as usize;
             let out = out.get_mut(..n).ok_or(Errno::EINVAL)?;
@@ -116,7 +129,10 @@ impl Htab {
             return Ok(());
         }
         let out = out.get_mut(..self.value_size).ok_or(Errno::EINVAL)?;
-        match rec.and_then(|r| r.spin_lock_off()).filter(|_| flags & BPF_F_LOCK != 0) {
+        match rec
+            .and_then(|r| r.spin_lock_off())
+            .filter(|_| flags & BPF_F_LOCK != 0)
+        {
             // SAFETY: a live value with its spin lock at `off`.
             Some(off) => unsafe { copy_map_value_locked_out(rec, off, out, self.value_ptr(e)) },
             // SAFETY: a live, 8-aligned value of `value_size` bytes.
@@ -128,9 +144,17 @@ impl Htab {
     /// `bpf_map_copy_value` through a lookup that does not touch LRU state (the plain lookup,
     /// `htab_lru_map_lookup_elem_sys`, `bpf_percpu_hash_copy`). `ENOENT` leaves `value`
     /// untouched. Context: syscall.
-    pub(super) fn lookup_sys(&self, map: &BpfMap, key: &[u8], value: &mut [u8], flags: u64) -> Result<()> {
+    pub(super) fn lookup_sys(
+        &self,
+        map: &BpfMap,
+        key: &[u8],
+        value: &mut [u8],
+        flags: u64,
+    ) -> Result<()> {
         let key = key.get(..self.key_size).ok_or(Errno::EINVAL)?;
-        let e = self.lookup_nulls(self.hash(key), key).ok_or(Errno::ENOENT)?;
+        let e = self
+            .lookup_nulls(self.hash(key), key)
+            .ok_or(Errno::ENOENT)?;
         self.copy_value_sys(map.record(), e, value, flags)
     }
 
@@ -161,7 +185,11 @@ impl Htab {
         let mut key = vec![0u8; self.key_size];
         self.for_each_linked(|e| {
             self.read_key(e, &mut key);
-            let v = if self.kind.is_percpu() { self.pcpu_ptr(e, cpu) } else { self.value_ptr(e) };
+            let v = if self.kind.is_percpu() {
+                self.pcpu_ptr(e, cpu)
+            } else {
+                self.value_ptr(e)
+            };
             NonNull::new(v).is_some_and(|v| f(&key, v))
         })
     }
@@ -193,12 +221,26 @@ impl MapOps for HtabMap {
     }
 
     /// `bpf_map_copy_value` over `htab_map_lookup_elem`. Context: syscall.
-    fn lookup_elem_sys(&self, map: &BpfMap, _ctx: &OpCtx<'_>, key: &[u8], value: &mut [u8], flags: u64) -> Result<()> {
+    fn lookup_elem_sys(
+        &self,
+        map: &BpfMap,
+        _ctx: &OpCtx<'_>,
+        key: &[u8],
+        value: &mut [u8],
+        flags: u64,
+    ) -> Result<()> {
         self.0.lookup_sys(map, key, value, flags)
     }
 
     /// `htab_map_update_elem`. Context: both.
-    fn update_elem(&self, map: &BpfMap, ctx: &OpCtx<'_>, key: &[u8], value: &[u8], flags: u64) -> Result<()> {
+    fn update_elem(
+        &self,
+        map: &BpfMap,
+        ctx: &OpCtx<'_>,
+        key: &[u8],
+        value: &[u8],
+        flags: u64,
+    ) -> Result<()> {
         self.0.update_hash(map, ctx.cpu, key, value, flags)
     }
 
@@ -217,17 +259,25 @@ impl MapOps for HtabMap {
         flags: u64,
     ) -> Result<()> {
         let key = key.ok_or(Errno::EINVAL)?;
-        self.0.lookup_and_delete(map, key, value, flags, |e| self.0.free_htab_elem(map, e))
+        self.0
+            .lookup_and_delete(map, key, value, flags, |e| self.0.free_htab_elem(map, e))
     }
 
     /// `htab_map_lookup_batch`. Context: syscall.
     fn lookup_batch(&self, map: &BpfMap, _ctx: &OpCtx<'_>, args: &mut BatchArgs<'_>) -> Result<()> {
-        self.0.lookup_and_delete_batch(map, args, false, &|e| self.0.free_htab_elem(map, e))
+        self.0
+            .lookup_and_delete_batch(map, args, false, &|e| self.0.free_htab_elem(map, e))
     }
 
     /// `htab_map_lookup_and_delete_batch`. Context: syscall.
-    fn lookup_and_delete_batch(&self, map: &BpfMap, _ctx: &OpCtx<'_>, args: &mut BatchArgs<'_>) -> Result<()> {
-        self.0.lookup_and_delete_batch(map, args, true, &|e| self.0.free_htab_elem(map, e))
+    fn lookup_and_delete_batch(
+        &self,
+        map: &BpfMap,
+        _ctx: &OpCtx<'_>,
+        args: &mut BatchArgs<'_>,
+    ) -> Result<()> {
+        self.0
+            .lookup_and_delete_batch(map, args, true, &|e| self.0.free_htab_elem(map, e))
     }
 
     /// `bpf_for_each_hash_elem`. Context: program.

@@ -124,7 +124,15 @@ impl LruHtab {
     ///
     /// Unlike the plain LRU, an existing key is updated in place (reference bit set), and
     /// `BPF_EXIST` takes no element from the LRU at all.
-    fn update_percpu(&self, map: &BpfMap, cpu: u32, key: &[u8], value: &[u8], flags: u64, onallcpus: bool) -> Result<()> {
+    fn update_percpu(
+        &self,
+        map: &BpfMap,
+        cpu: u32,
+        key: &[u8],
+        value: &[u8],
+        flags: u64,
+        onallcpus: bool,
+    ) -> Result<()> {
         if flags > BPF_EXIST {
             return Err(Errno::EINVAL);
         }
@@ -172,13 +180,21 @@ impl LruHtab {
         Ok(())
     }
 
-    fn lookup_and_delete(&self, map: &BpfMap, key: Option<&[u8]>, value: &mut [u8], flags: u64) -> Result<()> {
+    fn lookup_and_delete(
+        &self,
+        map: &BpfMap,
+        key: Option<&[u8]>,
+        value: &mut [u8],
+        flags: u64,
+    ) -> Result<()> {
         let key = key.ok_or(Errno::EINVAL)?;
-        self.htab.lookup_and_delete(map, key, value, flags, |e| self.push_free(map, e))
+        self.htab
+            .lookup_and_delete(map, key, value, flags, |e| self.push_free(map, e))
     }
 
     fn batch(&self, map: &BpfMap, args: &mut BatchArgs<'_>, do_delete: bool) -> Result<()> {
-        self.htab.lookup_and_delete_batch(map, args, do_delete, &|e| self.push_free(map, e))
+        self.htab
+            .lookup_and_delete_batch(map, args, do_delete, &|e| self.push_free(map, e))
     }
 }
 
@@ -215,12 +231,26 @@ impl MapOps for LruHtabMap {
     }
 
     /// `htab_lru_map_lookup_elem_sys`: no reference bit. Context: syscall.
-    fn lookup_elem_sys(&self, map: &BpfMap, _ctx: &OpCtx<'_>, key: &[u8], value: &mut [u8], flags: u64) -> Result<()> {
+    fn lookup_elem_sys(
+        &self,
+        map: &BpfMap,
+        _ctx: &OpCtx<'_>,
+        key: &[u8],
+        value: &mut [u8],
+        flags: u64,
+    ) -> Result<()> {
         self.0.htab.lookup_sys(map, key, value, flags)
     }
 
     /// `htab_lru_map_update_elem`. Context: both.
-    fn update_elem(&self, map: &BpfMap, ctx: &OpCtx<'_>, key: &[u8], value: &[u8], flags: u64) -> Result<()> {
+    fn update_elem(
+        &self,
+        map: &BpfMap,
+        ctx: &OpCtx<'_>,
+        key: &[u8],
+        value: &[u8],
+        flags: u64,
+    ) -> Result<()> {
         self.0.update(map, ctx.cpu, key, value, flags)
     }
 
@@ -247,7 +277,12 @@ impl MapOps for LruHtabMap {
     }
 
     /// `htab_lru_map_lookup_and_delete_batch`. Context: syscall.
-    fn lookup_and_delete_batch(&self, map: &BpfMap, _ctx: &OpCtx<'_>, args: &mut BatchArgs<'_>) -> Result<()> {
+    fn lookup_and_delete_batch(
+        &self,
+        map: &BpfMap,
+        _ctx: &OpCtx<'_>,
+        args: &mut BatchArgs<'_>,
+    ) -> Result<()> {
         self.0.batch(map, args, true)
     }
 
@@ -287,13 +322,28 @@ impl MapOps for LruPercpuHtabMap {
     }
 
     /// `bpf_percpu_hash_copy`: every CPU's slot, no reference bit. Context: syscall.
-    fn lookup_elem_sys(&self, map: &BpfMap, _ctx: &OpCtx<'_>, key: &[u8], value: &mut [u8], flags: u64) -> Result<()> {
+    fn lookup_elem_sys(
+        &self,
+        map: &BpfMap,
+        _ctx: &OpCtx<'_>,
+        key: &[u8],
+        value: &mut [u8],
+        flags: u64,
+    ) -> Result<()> {
         self.0.htab.lookup_sys(map, key, value, flags)
     }
 
     /// `htab_lru_percpu_map_update_elem` / `bpf_percpu_hash_update`. Context: both.
-    fn update_elem(&self, map: &BpfMap, ctx: &OpCtx<'_>, key: &[u8], value: &[u8], flags: u64) -> Result<()> {
-        self.0.update_percpu(map, ctx.cpu, key, value, flags, ctx.files.is_some())
+    fn update_elem(
+        &self,
+        map: &BpfMap,
+        ctx: &OpCtx<'_>,
+        key: &[u8],
+        value: &[u8],
+        flags: u64,
+    ) -> Result<()> {
+        self.0
+            .update_percpu(map, ctx.cpu, key, value, flags, ctx.files.is_some())
     }
 
     /// `htab_lru_map_delete_elem`. Context: both.
@@ -319,7 +369,12 @@ impl MapOps for LruPercpuHtabMap {
     }
 
     /// `htab_lru_percpu_map_lookup_and_delete_batch`. Context: syscall.
-    fn lookup_and_delete_batch(&self, map: &BpfMap, _ctx: &OpCtx<'_>, args: &mut BatchArgs<'_>) -> Result<()> {
+    fn lookup_and_delete_batch(
+        &self,
+        map: &BpfMap,
+        _ctx: &OpCtx<'_>,
+        args: &mut BatchArgs<'_>,
+    ) -> Result<()> {
         self.0.batch(map, args, true)
     }
 

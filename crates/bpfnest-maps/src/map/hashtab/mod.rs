@@ -73,7 +73,12 @@ use crate::uapi::*;
 macro_rules! htab_common_ops {
     () => {
         /// `htab_map_get_next_key`. Context: syscall.
-        fn get_next_key(&self, _map: &BpfMap, key: Option<&[u8]>, next_key: &mut [u8]) -> Result<()> {
+        fn get_next_key(
+            &self,
+            _map: &BpfMap,
+            key: Option<&[u8]>,
+            next_key: &mut [u8],
+        ) -> Result<()> {
             self.table().get_next_key(key, next_key)
         }
 
@@ -93,15 +98,27 @@ macro_rules! htab_common_ops {
         }
 
         /// `generic_map_update_batch`. Context: syscall.
-        fn update_batch(&self, map: &BpfMap, ctx: &OpCtx<'_>, args: &mut BatchArgs<'_>) -> Result<()> {
+        fn update_batch(
+            &self,
+            map: &BpfMap,
+            ctx: &OpCtx<'_>,
+            args: &mut BatchArgs<'_>,
+        ) -> Result<()> {
             generic_map_update_batch(map, ctx, args)
         }
 
         /// `generic_map_delete_batch`, which refuses `BPF_F_LOCK` on a map without a spin lock
         /// with `EINVAL` and `count` untouched (kernel 6.18), before deleting anything.
         /// Context: syscall.
-        fn delete_batch(&self, map: &BpfMap, ctx: &OpCtx<'_>, args: &mut BatchArgs<'_>) -> Result<()> {
-            if args.elem_flags & BPF_F_LOCK != 0 && map.record().and_then(|r| r.spin_lock_off()).is_none() {
+        fn delete_batch(
+            &self,
+            map: &BpfMap,
+            ctx: &OpCtx<'_>,
+            args: &mut BatchArgs<'_>,
+        ) -> Result<()> {
+            if args.elem_flags & BPF_F_LOCK != 0
+                && map.record().and_then(|r| r.spin_lock_off()).is_none()
+            {
                 return Err(Errno::EINVAL);
             }
             generic_map_delete_batch(map, ctx, args)
@@ -196,13 +213,23 @@ fn map_flags_access_ok(flags: u32) -> bool {
 /// `E2BIG` when key and value do not fit one kmalloc with the element header, or a per-CPU
 /// value exceeds [`PCPU_MIN_UNIT_SIZE`].
 fn htab_map_alloc_check(attr: &MapAttr, ctx: &AllocCtx<'_>) -> Result<()> {
-    let percpu = matches!(attr.map_type, BPF_MAP_TYPE_PERCPU_HASH | BPF_MAP_TYPE_LRU_PERCPU_HASH);
-    let lru = matches!(attr.map_type, BPF_MAP_TYPE_LRU_HASH | BPF_MAP_TYPE_LRU_PERCPU_HASH);
+    let percpu = matches!(
+        attr.map_type,
+        BPF_MAP_TYPE_PERCPU_HASH | BPF_MAP_TYPE_LRU_PERCPU_HASH
+    );
+    let lru = matches!(
+        attr.map_type,
+        BPF_MAP_TYPE_LRU_HASH | BPF_MAP_TYPE_LRU_PERCPU_HASH
+    );
     // Each CPU gets its own LRU list: unrelated to per-CPU values.
     let percpu_lru = attr.map_flags & BPF_F_NO_COMMON_LRU != 0;
     let prealloc = attr.map_flags & BPF_F_NO_PREALLOC == 0;
     let zero_seed = attr.map_flags & BPF_F_ZERO_SEED != 0;
-    let numa_node = if attr.map_flags & BPF_F_NUMA_NODE != 0 { attr.numa_node } else { NUMA_NO_NODE };
+    let numa_node = if attr.map_flags & BPF_F_NUMA_NODE != 0 {
+        attr.numa_node
+    } else {
+        NUMA_NO_NODE
+    };
 
     if zero_seed && !ctx.caps.sys_admin {
         // Guards against a local DoS by predictable buckets.
@@ -254,7 +281,11 @@ fn htab_table(attr: &MapAttr, ctx: &AllocCtx<'_>, kind: Kind) -> Result<table::H
     if attr.map_flags & BPF_F_NO_COMMON_LRU != 0 {
         // The kernel's `roundup` in unsigned int arithmetic: it may wrap.
         let up = attr.max_entries.wrapping_add(nr_cpus - 1) / nr_cpus * nr_cpus;
-        max_entries = if up < attr.max_entries { attr.max_entries - attr.max_entries % nr_cpus } else { up };
+        max_entries = if up < attr.max_entries {
+            attr.max_entries - attr.max_entries % nr_cpus
+        } else {
+            up
+        };
     }
     if max_entries as u64 > 1u64 << 31 {
         return Err(Errno::E2BIG);
@@ -280,17 +311,27 @@ fn htab_alloc(attr: &MapAttr, ctx: &AllocCtx<'_>) -> Result<Box<dyn MapOps>> {
 }
 
 fn htab_percpu_alloc(attr: &MapAttr, ctx: &AllocCtx<'_>) -> Result<Box<dyn MapOps>> {
-    Ok(Box::new(PercpuHtabMap(htab_table(attr, ctx, Kind::Percpu)?)))
+    Ok(Box::new(PercpuHtabMap(htab_table(
+        attr,
+        ctx,
+        Kind::Percpu,
+    )?)))
 }
 
 fn htab_lru_alloc(attr: &MapAttr, ctx: &AllocCtx<'_>) -> Result<Box<dyn MapOps>> {
     let t = htab_table(attr, ctx, Kind::Lru)?;
-    Ok(Box::new(LruHtabMap(lru::lru_table(t, attr.map_flags & BPF_F_NO_COMMON_LRU != 0))))
+    Ok(Box::new(LruHtabMap(lru::lru_table(
+        t,
+        attr.map_flags & BPF_F_NO_COMMON_LRU != 0,
+    ))))
 }
 
 fn htab_lru_percpu_alloc(attr: &MapAttr, ctx: &AllocCtx<'_>) -> Result<Box<dyn MapOps>> {
     let t = htab_table(attr, ctx, Kind::LruPercpu)?;
-    Ok(Box::new(LruPercpuHtabMap(lru::lru_table(t, attr.map_flags & BPF_F_NO_COMMON_LRU != 0))))
+    Ok(Box::new(LruPercpuHtabMap(lru::lru_table(
+        t,
+        attr.map_flags & BPF_F_NO_COMMON_LRU != 0,
+    ))))
 }
 
 /// `htab_of_map_alloc`: the template first (`EBADF`, `EINVAL`, `ENOTSUPP` from
@@ -367,12 +408,23 @@ pub static HTAB_OF_MAPS_MAP_OPS: MapTypeOps = MapTypeOps {
 /// period of every flavour that may hold it, and the table's own elements outlive both (pooled,
 /// or freed after both grace periods). Returns `None` as well if `map` is not a hash of maps or
 /// `guard` is of a flavour that does not protect it ([`BpfMap::guard_protects_inner`]).
-pub fn hash_of_maps_lookup<'g>(map: &'g BpfMap, guard: &'g RcuGuard<'_>, key: &[u8]) -> Option<&'g BpfMap> {
+pub fn hash_of_maps_lookup<'g>(
+    map: &'g BpfMap,
+    guard: &'g RcuGuard<'_>,
+    key: &[u8],
+) -> Option<&'g BpfMap> {
     if !map.guard_protects_inner(guard) {
         return None;
     }
     let hom = map.ops_as::<HtabOfMaps>()?;
-    let p = hom.lookup_elem(map, &OpCtx { cpu: 0, files: None }, key)?;
+    let p = hom.lookup_elem(
+        map,
+        &OpCtx {
+            cpu: 0,
+            files: None,
+        },
+        key,
+    )?;
     // SAFETY: the element owned a reference on the inner map when we loaded the pointer inside
     // `guard`'s section. A map leaving the table is put with `need_defer`, so its free waits
     // for a normal grace period begun after that, and for a tasks-trace one too if the
@@ -392,6 +444,9 @@ mod tests {
         assert_eq!(htab_map_hash(&[], 0), 0xdead_beef);
         let k = 7u32.to_ne_bytes();
         assert_eq!(htab_map_hash(&k, 0), crate::map::jhash::jhash2(&[7], 0));
-        assert_eq!(htab_map_hash(&k[..3], 5), crate::map::jhash::jhash(&k[..3], 5));
+        assert_eq!(
+            htab_map_hash(&k[..3], 5),
+            crate::map::jhash::jhash(&k[..3], 5)
+        );
     }
 }

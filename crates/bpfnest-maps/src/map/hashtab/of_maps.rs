@@ -39,12 +39,19 @@ impl HtabTable for HtabOfMaps {
 impl HtabOfMaps {
     /// `htab_map_update_elem_in_place` for an fd table. On success returns the reference the
     /// key held before (if any); on failure gives `inner` back with the errno.
-    fn update_in_place(&self, key: &[u8], inner: MapRef, flags: u64) -> core::result::Result<Option<MapRef>, (Errno, MapRef)> {
+    fn update_in_place(
+        &self,
+        key: &[u8],
+        inner: MapRef,
+        flags: u64,
+    ) -> core::result::Result<Option<MapRef>, (Errno, MapRef)> {
         let h = &self.htab;
         if flags > BPF_EXIST {
             return Err((Errno::EINVAL, inner));
         }
-        let Some(key) = key.get(..h.key_size) else { return Err((Errno::EINVAL, inner)) };
+        let Some(key) = key.get(..h.key_size) else {
+            return Err((Errno::EINVAL, inner));
+        };
         let hash = h.hash(key);
         let b = h.lock_bucket(hash);
         let old = b.lookup(hash, key);
@@ -84,10 +91,20 @@ impl MapOps for HtabOfMaps {
 
     /// `bpf_fd_htab_map_lookup_elem`: the inner map's id; `ENOENT` for a missing key.
     /// Context: syscall.
-    fn lookup_elem_sys(&self, _map: &BpfMap, _ctx: &OpCtx<'_>, key: &[u8], value: &mut [u8], _flags: u64) -> Result<()> {
+    fn lookup_elem_sys(
+        &self,
+        _map: &BpfMap,
+        _ctx: &OpCtx<'_>,
+        key: &[u8],
+        value: &mut [u8],
+        _flags: u64,
+    ) -> Result<()> {
         let key = key.get(..self.htab.key_size).ok_or(Errno::EINVAL)?;
         let out = value.get_mut(..4).ok_or(Errno::EINVAL)?;
-        let e = self.htab.lookup_nulls(self.htab.hash(key), key).ok_or(Errno::ENOENT)?;
+        let e = self
+            .htab
+            .lookup_nulls(self.htab.hash(key), key)
+            .ok_or(Errno::ENOENT)?;
         let inner = self.htab.inner_of(e).ok_or(Errno::ENOENT)?;
         // SAFETY: the syscall runs inside a normal read-side section, and an inner map that
         // leaves the table is freed at the earliest one normal grace period later.
@@ -100,10 +117,21 @@ impl MapOps for HtabOfMaps {
     /// `EINVAL`, `ENOTSUPP` even when the flags are also bad), then updates in place: `EINVAL`
     /// for flags above `BPF_EXIST`, `EEXIST`/`ENOENT`, `E2BIG` for a new key in a full table.
     /// Context: syscall (programs cannot update outer maps: the verifier refuses with `EINVAL`).
-    fn update_elem(&self, map: &BpfMap, ctx: &OpCtx<'_>, key: &[u8], value: &[u8], flags: u64) -> Result<()> {
+    fn update_elem(
+        &self,
+        map: &BpfMap,
+        ctx: &OpCtx<'_>,
+        key: &[u8],
+        value: &[u8],
+        flags: u64,
+    ) -> Result<()> {
         let files = ctx.files.ok_or(Errno::EINVAL)?;
         let ufd = value.get(..4).ok_or(Errno::EINVAL)?;
-        let inner = fd_get_ptr(map, files, u32::from_ne_bytes([ufd[0], ufd[1], ufd[2], ufd[3]]))?;
+        let inner = fd_get_ptr(
+            map,
+            files,
+            u32::from_ne_bytes([ufd[0], ufd[1], ufd[2], ufd[3]]),
+        )?;
         match self.update_in_place(key, inner, flags) {
             Ok(old) => {
                 // After the bucket lock: the put may free a map, which takes other locks.
@@ -140,13 +168,20 @@ impl MapOps for HtabOfMaps {
 
     /// `htab_map_lookup_batch`: values are inner map ids. Context: syscall.
     fn lookup_batch(&self, map: &BpfMap, _ctx: &OpCtx<'_>, args: &mut BatchArgs<'_>) -> Result<()> {
-        self.htab.lookup_and_delete_batch(map, args, false, &|e| self.htab.free_htab_elem(map, e))
+        self.htab
+            .lookup_and_delete_batch(map, args, false, &|e| self.htab.free_htab_elem(map, e))
     }
 
     /// `htab_map_lookup_and_delete_batch`: ids out; the inner maps are dropped with deferral
     /// after each bucket is unlocked. Context: syscall.
-    fn lookup_and_delete_batch(&self, map: &BpfMap, _ctx: &OpCtx<'_>, args: &mut BatchArgs<'_>) -> Result<()> {
-        self.htab.lookup_and_delete_batch(map, args, true, &|e| self.htab.free_htab_elem(map, e))
+    fn lookup_and_delete_batch(
+        &self,
+        map: &BpfMap,
+        _ctx: &OpCtx<'_>,
+        args: &mut BatchArgs<'_>,
+    ) -> Result<()> {
+        self.htab
+            .lookup_and_delete_batch(map, args, true, &|e| self.htab.free_htab_elem(map, e))
     }
 
     /// No `map_for_each_callback`: the verifier refuses `bpf_for_each_map_elem` on an outer

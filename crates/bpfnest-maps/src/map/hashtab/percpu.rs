@@ -23,12 +23,23 @@ impl Htab {
     /// The part of an update's value that will be read: every CPU's slot from user space
     /// (`onallcpus`), one `value_size` value from a program.
     pub(super) fn pcpu_value<'v>(&self, value: &'v [u8], onallcpus: bool) -> Result<&'v [u8]> {
-        let need = if onallcpus { self.pcpu_size * self.nr_cpus as usize } else { self.value_size };
+        let need = if onallcpus {
+            self.pcpu_size * self.nr_cpus as usize
+        } else {
+            self.value_size
+        };
         value.get(..need).ok_or(Errno::EINVAL)
     }
 
     /// `pcpu_copy_value`: rewrites a linked element's values in place.
-    pub(super) fn pcpu_copy_value(&self, rec: Option<&BtfRecord>, e: Elem, cpu: u32, value: &[u8], onallcpus: bool) {
+    pub(super) fn pcpu_copy_value(
+        &self,
+        rec: Option<&BtfRecord>,
+        e: Elem,
+        cpu: u32,
+        value: &[u8],
+        onallcpus: bool,
+    ) {
         if onallcpus {
             for (c, chunk) in value.chunks_exact(self.pcpu_size).enumerate() {
                 // SAFETY: each slot is a live, 8-aligned `pcpu_size`-byte value.
@@ -44,7 +55,14 @@ impl Htab {
     /// the value (its padding zeroed) and every other CPU a zeroed value, so a program can rely
     /// on what other CPUs start from; special fields are left alone (the element may be a
     /// reused preallocated one).
-    pub(super) fn pcpu_init_value(&self, rec: Option<&BtfRecord>, e: Elem, cpu: u32, value: &[u8], onallcpus: bool) {
+    pub(super) fn pcpu_init_value(
+        &self,
+        rec: Option<&BtfRecord>,
+        e: Elem,
+        cpu: u32,
+        value: &[u8],
+        onallcpus: bool,
+    ) {
         if onallcpus {
             return self.pcpu_copy_value(rec, e, cpu, value, true);
         }
@@ -69,7 +87,15 @@ impl Htab {
     /// (so it keeps its position), a new key gets an element at the head of its bucket.
     /// `EINVAL` for flags above `BPF_EXIST` (`BPF_F_LOCK` included), then `EEXIST`/`ENOENT`,
     /// then `E2BIG`/`ENOMEM`. Context: both (`onallcpus` from the syscall).
-    fn update_percpu(&self, map: &BpfMap, cpu: u32, key: &[u8], value: &[u8], flags: u64, onallcpus: bool) -> Result<()> {
+    fn update_percpu(
+        &self,
+        map: &BpfMap,
+        cpu: u32,
+        key: &[u8],
+        value: &[u8],
+        flags: u64,
+        onallcpus: bool,
+    ) -> Result<()> {
         if flags > BPF_EXIST {
             return Err(Errno::EINVAL);
         }
@@ -131,14 +157,29 @@ impl MapOps for PercpuHtabMap {
     }
 
     /// `bpf_percpu_hash_copy`: every CPU's slot. Context: syscall.
-    fn lookup_elem_sys(&self, map: &BpfMap, _ctx: &OpCtx<'_>, key: &[u8], value: &mut [u8], flags: u64) -> Result<()> {
+    fn lookup_elem_sys(
+        &self,
+        map: &BpfMap,
+        _ctx: &OpCtx<'_>,
+        key: &[u8],
+        value: &mut [u8],
+        flags: u64,
+    ) -> Result<()> {
         self.0.lookup_sys(map, key, value, flags)
     }
 
     /// `htab_percpu_map_update_elem` (program, this CPU) / `bpf_percpu_hash_update` (syscall,
     /// every CPU). Context: both.
-    fn update_elem(&self, map: &BpfMap, ctx: &OpCtx<'_>, key: &[u8], value: &[u8], flags: u64) -> Result<()> {
-        self.0.update_percpu(map, ctx.cpu, key, value, flags, ctx.files.is_some())
+    fn update_elem(
+        &self,
+        map: &BpfMap,
+        ctx: &OpCtx<'_>,
+        key: &[u8],
+        value: &[u8],
+        flags: u64,
+    ) -> Result<()> {
+        self.0
+            .update_percpu(map, ctx.cpu, key, value, flags, ctx.files.is_some())
     }
 
     /// `htab_map_delete_elem`. Context: both.
@@ -156,17 +197,25 @@ impl MapOps for PercpuHtabMap {
         flags: u64,
     ) -> Result<()> {
         let key = key.ok_or(Errno::EINVAL)?;
-        self.0.lookup_and_delete(map, key, value, flags, |e| self.0.free_htab_elem(map, e))
+        self.0
+            .lookup_and_delete(map, key, value, flags, |e| self.0.free_htab_elem(map, e))
     }
 
     /// `htab_percpu_map_lookup_batch`. Context: syscall.
     fn lookup_batch(&self, map: &BpfMap, _ctx: &OpCtx<'_>, args: &mut BatchArgs<'_>) -> Result<()> {
-        self.0.lookup_and_delete_batch(map, args, false, &|e| self.0.free_htab_elem(map, e))
+        self.0
+            .lookup_and_delete_batch(map, args, false, &|e| self.0.free_htab_elem(map, e))
     }
 
     /// `htab_percpu_map_lookup_and_delete_batch`. Context: syscall.
-    fn lookup_and_delete_batch(&self, map: &BpfMap, _ctx: &OpCtx<'_>, args: &mut BatchArgs<'_>) -> Result<()> {
-        self.0.lookup_and_delete_batch(map, args, true, &|e| self.0.free_htab_elem(map, e))
+    fn lookup_and_delete_batch(
+        &self,
+        map: &BpfMap,
+        _ctx: &OpCtx<'_>,
+        args: &mut BatchArgs<'_>,
+    ) -> Result<()> {
+        self.0
+            .lookup_and_delete_batch(map, args, true, &|e| self.0.free_htab_elem(map, e))
     }
 
     /// `bpf_for_each_hash_elem`: the current CPU's values. Context: program.

@@ -211,7 +211,7 @@ fn get_random_u32() -> u32 {
 
 /// `htab_map_hash`: `jhash2` over 32-bit words when the key length allows it, else `jhash`.
 pub(super) fn htab_map_hash(key: &[u8], hashrnd: u32) -> u32 {
-    if key.len() % 4 == 0 {
+    if key.len().is_multiple_of(4) {
         jhash2_bytes(key, hashrnd)
     } else {
         jhash(key, hashrnd)
@@ -275,7 +275,12 @@ pub(super) unsafe fn zero_map_value(rec: Option<&BtfRecord>, value: *mut u8, len
 /// # Safety
 /// `dst` must be an 8-aligned value of at least `src.len()` bytes with a spin lock at
 /// `lock_off`.
-pub(super) unsafe fn copy_map_value_locked_in(rec: Option<&BtfRecord>, lock_off: u32, dst: *mut u8, src: &[u8]) {
+pub(super) unsafe fn copy_map_value_locked_in(
+    rec: Option<&BtfRecord>,
+    lock_off: u32,
+    dst: *mut u8,
+    src: &[u8],
+) {
     // SAFETY: the lock word is a 4-aligned special field of the value, only accessed atomically.
     let l = unsafe { ValueLock::from_ptr(dst.add(lock_off as usize)) };
     l.lock();
@@ -290,7 +295,12 @@ pub(super) unsafe fn copy_map_value_locked_in(rec: Option<&BtfRecord>, lock_off:
 /// # Safety
 /// `src` must be an 8-aligned value of at least `dst.len()` bytes with a spin lock at
 /// `lock_off`.
-pub(super) unsafe fn copy_map_value_locked_out(rec: Option<&BtfRecord>, lock_off: u32, dst: &mut [u8], src: *mut u8) {
+pub(super) unsafe fn copy_map_value_locked_out(
+    rec: Option<&BtfRecord>,
+    lock_off: u32,
+    dst: &mut [u8],
+    src: *mut u8,
+) {
     // SAFETY: as in `copy_map_value_locked_in`.
     let l = unsafe { ValueLock::from_ptr(src.add(lock_off as usize)) };
     l.lock();
@@ -324,9 +334,13 @@ impl Htab {
         let pcpu_size = round_up8(g.value_size as u64) as usize;
         let align = mem::align_of::<ElemHdr>().max(8);
         let key_off = mem::size_of::<ElemHdr>().next_multiple_of(align);
-        let value_off = key_off.checked_add(round_up8(key_size as u64) as usize).ok_or(Errno::ENOMEM)?;
+        let value_off = key_off
+            .checked_add(round_up8(key_size as u64) as usize)
+            .ok_or(Errno::ENOMEM)?;
         let area = match kind {
-            Kind::Percpu | Kind::LruPercpu => pcpu_size.checked_mul(g.nr_cpus as usize).ok_or(Errno::ENOMEM)?,
+            Kind::Percpu | Kind::LruPercpu => pcpu_size
+                .checked_mul(g.nr_cpus as usize)
+                .ok_or(Errno::ENOMEM)?,
             Kind::OfMaps => 0,
             Kind::Hash | Kind::Lru => pcpu_size,
         };
@@ -337,8 +351,13 @@ impl Htab {
         let layout = Layout::from_size_align(size, align).map_err(|_| Errno::ENOMEM)?;
 
         let mut buckets = Vec::new();
-        buckets.try_reserve_exact(g.n_buckets as usize).map_err(|_| Errno::ENOMEM)?;
-        buckets.extend((0..g.n_buckets).map(|i| Bucket { head: AtomicUsize::new(nulls(i)), lock: Mutex::new(()) }));
+        buckets
+            .try_reserve_exact(g.n_buckets as usize)
+            .map_err(|_| Errno::ENOMEM)?;
+        buckets.extend((0..g.n_buckets).map(|i| Bucket {
+            head: AtomicUsize::new(nulls(i)),
+            lock: Mutex::new(()),
+        }));
 
         let store = if g.prealloc {
             let extras = if kind.has_extra_elems() { g.nr_cpus } else { 0 };
@@ -349,7 +368,12 @@ impl Htab {
             let store = Store::Pool {
                 slab,
                 nr_elems,
-                free: (!lru).then(|| Mutex::new(FreeList { head: NO_ELEM, fresh: extras })),
+                free: (!lru).then(|| {
+                    Mutex::new(FreeList {
+                        head: NO_ELEM,
+                        fresh: extras,
+                    })
+                }),
                 extra: (0..extras).map(Mutex::new).collect(),
             };
             let init = if lru { nr_elems } else { extras };
@@ -357,7 +381,12 @@ impl Htab {
                 for i in 0..init {
                     // SAFETY: element i lies inside the slab, is aligned, and nobody else can
                     // see the table yet.
-                    unsafe { ptr::write(slab.as_ptr().add(i as usize * size) as *mut ElemHdr, ElemHdr::new()) };
+                    unsafe {
+                        ptr::write(
+                            slab.as_ptr().add(i as usize * size) as *mut ElemHdr,
+                            ElemHdr::new(),
+                        )
+                    };
                 }
             }
             store
@@ -425,7 +454,13 @@ impl Htab {
 
     /// `__pcpu_freelist_pop`: a free pooled element, or `None` when every one is in use.
     pub(super) fn pop_free(&self) -> Option<Elem> {
-        let Store::Pool { free: Some(free), nr_elems, slab, .. } = &self.store else {
+        let Store::Pool {
+            free: Some(free),
+            nr_elems,
+            slab,
+            ..
+        } = &self.store
+        else {
             unreachable!("pop_free on a table without a free list")
         };
         let mut fl = lock(free);
@@ -438,7 +473,9 @@ impl Htab {
             return None;
         }
         let idx = fl.fresh;
-        let p = slab.as_ptr().wrapping_add(idx as usize * self.layout.size()) as *mut ElemHdr;
+        let p = slab
+            .as_ptr()
+            .wrapping_add(idx as usize * self.layout.size()) as *mut ElemHdr;
         // SAFETY: element `idx` was never handed out, so nobody can see it; the free-list lock
         // is held while `fresh` moves past it, so no other thread initialises it too.
         unsafe { ptr::write(p, ElemHdr::new()) };
@@ -448,7 +485,10 @@ impl Htab {
 
     /// `pcpu_freelist_push`: the element may be handed out again at once.
     fn push_free(&self, e: Elem) {
-        let Store::Pool { free: Some(free), .. } = &self.store else {
+        let Store::Pool {
+            free: Some(free), ..
+        } = &self.store
+        else {
             unreachable!("push_free on a table without a free list")
         };
         let mut fl = lock(free);
@@ -473,7 +513,9 @@ impl Htab {
         } else {
             let max = self.max_entries;
             self.count
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| (c < max).then_some(c + 1))
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                    (c < max).then_some(c + 1)
+                })
                 .map_err(|_| Errno::E2BIG)?;
         }
         // SAFETY: the layout has a non-zero size (at least the header).
@@ -543,14 +585,19 @@ impl Htab {
     /// Stores a fresh element's inner map (HASH_OF_MAPS), giving it the reference.
     pub(super) fn set_inner(&self, e: Elem, inner: MapRef) {
         // Release: pairs with the Acquire loads in `inner_of`.
-        e.hdr().inner.store(inner.into_raw() as *mut BpfMap, Ordering::Release);
+        e.hdr()
+            .inner
+            .store(inner.into_raw() as *mut BpfMap, Ordering::Release);
     }
 
     /// Replaces a linked element's inner map in place; returns the old reference.
     pub(super) fn replace_inner(&self, e: Elem, inner: MapRef) -> Option<MapRef> {
         // AcqRel: Release publishes the new map to readers' Acquire loads; Acquire takes over
         // the old reference with its storer's writes.
-        let p = e.hdr().inner.swap(inner.into_raw() as *mut BpfMap, Ordering::AcqRel);
+        let p = e
+            .hdr()
+            .inner
+            .swap(inner.into_raw() as *mut BpfMap, Ordering::AcqRel);
         // SAFETY: as in `take_inner`: the old pointer owned one reference, reclaimed once.
         (!p.is_null()).then(|| unsafe { MapRef::from_raw(p) })
     }
@@ -575,7 +622,8 @@ impl Htab {
     /// The slot of `cpu` in a per-CPU element. CPU numbers past the possible ones wrap, so a
     /// misconfigured caller cannot reach outside the element.
     pub(super) fn pcpu_ptr(&self, e: Elem, cpu: u32) -> *mut u8 {
-        self.value_ptr(e).wrapping_add((cpu % self.nr_cpus) as usize * self.pcpu_size)
+        self.value_ptr(e)
+            .wrapping_add((cpu % self.nr_cpus) as usize * self.pcpu_size)
     }
 
     /// Writes the key and its hash into an element the caller owns.
@@ -718,7 +766,11 @@ impl Htab {
     /// `htab_lock_bucket` for bucket `idx` (batches walk buckets by index).
     pub(super) fn lock_index(&self, idx: u32) -> Locked<'_> {
         let bucket = &self.buckets[idx as usize];
-        Locked { htab: self, bucket, _guard: lock(&bucket.lock) }
+        Locked {
+            htab: self,
+            bucket,
+            _guard: lock(&bucket.lock),
+        }
     }
 
     /// Zeroes the timer and workqueue fields of every linked value (`htab_map_free_timers_and_wq`
@@ -750,7 +802,9 @@ impl Htab {
         let ncpus = self.nr_cpus as u64;
         let pcpu = self.pcpu_size as u64;
         let percpu = self.kind.is_percpu();
-        let elem_size = SIZEOF_HTAB_ELEM + round_up8(self.key_size as u64) + if percpu { PTR_SIZE } else { pcpu };
+        let elem_size = SIZEOF_HTAB_ELEM
+            + round_up8(self.key_size as u64)
+            + if percpu { PTR_SIZE } else { pcpu };
         let mut usage = SIZEOF_BPF_HTAB + SIZEOF_BUCKET * self.n_buckets as u64;
         if self.is_prealloc() {
             let mut n = self.max_entries as u64;
@@ -795,14 +849,26 @@ impl Drop for Htab {
                 }
             }
         }
-        if let Store::Pool { slab, nr_elems, free, .. } = &mut self.store {
+        if let Store::Pool {
+            slab,
+            nr_elems,
+            free,
+            ..
+        } = &mut self.store
+        {
             let init = match free {
-                Some(fl) => fl.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).fresh,
+                Some(fl) => {
+                    fl.get_mut()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .fresh
+                }
                 None => *nr_elems,
             };
             for i in 0..init as usize {
                 // SAFETY: headers 0..init were initialised; nothing uses them any more.
-                unsafe { ptr::drop_in_place(slab.as_ptr().add(i * self.layout.size()) as *mut ElemHdr) };
+                unsafe {
+                    ptr::drop_in_place(slab.as_ptr().add(i * self.layout.size()) as *mut ElemHdr)
+                };
             }
         }
     }
