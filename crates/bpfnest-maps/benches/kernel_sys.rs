@@ -3,9 +3,12 @@
 //! the same run. The full kernel backend is `bpfnest-sys`; this stays self-contained so the
 //! benchmarks do not depend upward.
 
-#![allow(dead_code, reason = "shared by several bench binaries, each using a subset")]
+#![allow(
+    dead_code,
+    reason = "shared by several bench binaries, each using a subset"
+)]
 
-use std::os::fd::{FromRawFd, OwnedFd, AsRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 const BPF_MAP_CREATE: i64 = 0;
 const BPF_MAP_LOOKUP_ELEM: i64 = 1;
@@ -39,7 +42,13 @@ fn sys_bpf(cmd: i64, attr: *mut u8, size: usize) -> i64 {
 }
 
 /// A kernel map fd, or `None` when bpf(2) is refused (the caller skips kernel figures).
-pub fn create(map_type: u32, key_size: u32, value_size: u32, max_entries: u32, inner: Option<&OwnedFd>) -> Option<OwnedFd> {
+pub fn create(
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    inner: Option<&OwnedFd>,
+) -> Option<OwnedFd> {
     let mut a = CreateAttr {
         map_type,
         key_size,
@@ -48,7 +57,11 @@ pub fn create(map_type: u32, key_size: u32, value_size: u32, max_entries: u32, i
         inner_map_fd: inner.map(|f| f.as_raw_fd() as u32).unwrap_or(0),
         ..Default::default()
     };
-    let fd = sys_bpf(BPF_MAP_CREATE, &mut a as *mut _ as *mut u8, size_of::<CreateAttr>());
+    let fd = sys_bpf(
+        BPF_MAP_CREATE,
+        &mut a as *mut _ as *mut u8,
+        size_of::<CreateAttr>(),
+    );
     // SAFETY: a non-negative return of BPF_MAP_CREATE is a new fd we own.
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
@@ -67,7 +80,13 @@ fn elem(cmd: i64, fd: &OwnedFd, key: &[u8], value: *mut u8, flags: u64) -> i64 {
 
 /// BPF_MAP_UPDATE_ELEM.
 pub fn update(fd: &OwnedFd, key: &[u8], value: &[u8], flags: u64) -> i64 {
-    elem(BPF_MAP_UPDATE_ELEM, fd, key, value.as_ptr() as *mut u8, flags)
+    elem(
+        BPF_MAP_UPDATE_ELEM,
+        fd,
+        key,
+        value.as_ptr() as *mut u8,
+        flags,
+    )
 }
 
 /// BPF_MAP_LOOKUP_ELEM.

@@ -21,22 +21,46 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 mod kernel_sys;
 
-fn setup() -> (Runtime, bpfnest_maps::MapHandle, Vec<bpfnest_maps::MapHandle>) {
+fn setup() -> (
+    Runtime,
+    bpfnest_maps::MapHandle,
+    Vec<bpfnest_maps::MapHandle>,
+) {
     let rt = Runtime::new(Config::default());
-    let tmpl = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 16)).unwrap();
-    let outer = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY_OF_MAPS, 4, 4, 4).inner_map(tmpl.raw())).unwrap();
-    let inners: Vec<_> = (0..2).map(|_| rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 16)).unwrap()).collect();
-    outer.update_elem(Some(&0u32.to_ne_bytes()), &inners[0].raw().to_ne_bytes(), BPF_ANY).unwrap();
+    let tmpl = rt
+        .map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 16))
+        .unwrap();
+    let outer = rt
+        .map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY_OF_MAPS, 4, 4, 4).inner_map(tmpl.raw()))
+        .unwrap();
+    let inners: Vec<_> = (0..2)
+        .map(|_| {
+            rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 16))
+                .unwrap()
+        })
+        .collect();
+    outer
+        .update_elem(
+            Some(&0u32.to_ne_bytes()),
+            &inners[0].raw().to_ne_bytes(),
+            BPF_ANY,
+        )
+        .unwrap();
     (rt, outer, inners)
 }
 
 fn bench(c: &mut Criterion) {
     let (rt, outer, inners) = setup();
     let reader = rt.rcu().normal.register();
-    let ctx = OpCtx { cpu: 0, files: None };
+    let ctx = OpCtx {
+        cpu: 0,
+        files: None,
+    };
     let k0 = 0u32.to_ne_bytes();
 
-    c.bench_function("read_section/bpfnest", |b| b.iter(|| drop(black_box(reader.read_lock()))));
+    c.bench_function("read_section/bpfnest", |b| {
+        b.iter(|| drop(black_box(reader.read_lock())))
+    });
 
     let mut g = c.benchmark_group("outer_lookup");
     g.bench_function("bpfnest_prog", |b| {
@@ -54,7 +78,8 @@ fn bench(c: &mut Criterion) {
         let ki0 = kernel_sys::create(BPF_MAP_TYPE_ARRAY, 4, 8, 16, None)?;
         let ki1 = kernel_sys::create(BPF_MAP_TYPE_ARRAY, 4, 8, 16, None)?;
         use std::os::fd::AsRawFd;
-        (kernel_sys::update(&ko, &k0, &(ki0.as_raw_fd() as u32).to_ne_bytes(), 0) == 0).then_some((ko, ki0, ki1))
+        (kernel_sys::update(&ko, &k0, &(ki0.as_raw_fd() as u32).to_ne_bytes(), 0) == 0)
+            .then_some((ko, ki0, ki1))
     });
     if kmaps.is_none() {
         eprintln!("bpf(2) refused: kernel figures skipped");
@@ -104,7 +129,14 @@ fn bench(c: &mut Criterion) {
             while !stop.load(Ordering::Relaxed) {
                 let guard = reader.read_lock();
                 if let Some(m) = array_of_maps_lookup(outer.map(), &guard, 0) {
-                    black_box(m.ops().lookup_elem(m, &OpCtx { cpu: 1, files: None }, &0u32.to_ne_bytes()));
+                    black_box(m.ops().lookup_elem(
+                        m,
+                        &OpCtx {
+                            cpu: 1,
+                            files: None,
+                        },
+                        &0u32.to_ne_bytes(),
+                    ));
                 }
             }
         })
@@ -119,7 +151,10 @@ fn bench(c: &mut Criterion) {
     busy.join().unwrap();
     if let Some((ko, ki0, ki1)) = &kmaps {
         use std::os::fd::AsRawFd;
-        let kfds = [(ki0.as_raw_fd() as u32).to_ne_bytes(), (ki1.as_raw_fd() as u32).to_ne_bytes()];
+        let kfds = [
+            (ki0.as_raw_fd() as u32).to_ne_bytes(),
+            (ki1.as_raw_fd() as u32).to_ne_bytes(),
+        ];
         g.sample_size(10).measurement_time(Duration::from_secs(3));
         g.bench_function("kernel_idle", |b| {
             b.iter(|| {

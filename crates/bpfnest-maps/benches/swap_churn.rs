@@ -22,7 +22,11 @@ mod kernel_sys;
 
 fn rss_kib() -> u64 {
     let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = s.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let pages: u64 = s
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     pages * 4
 }
 
@@ -30,14 +34,26 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let swaps: u64 = std::env::var("BPFNEST_SWAPS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let swaps: u64 = std::env::var("BPFNEST_SWAPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let rt = Runtime::new(Config::default());
-    let tmpl = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 4)).unwrap();
-    let outer = Arc::new(rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY_OF_MAPS, 4, 4, 4).inner_map(tmpl.raw())).unwrap());
+    let tmpl = rt
+        .map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 4))
+        .unwrap();
+    let outer = Arc::new(
+        rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY_OF_MAPS, 4, 4, 4).inner_map(tmpl.raw()))
+            .unwrap(),
+    );
     drop(tmpl);
     let k0 = 0u32.to_ne_bytes();
-    let first = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 4)).unwrap();
-    outer.update_elem(Some(&k0), &first.raw().to_ne_bytes(), BPF_ANY).unwrap();
+    let first = rt
+        .map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 4))
+        .unwrap();
+    outer
+        .update_elem(Some(&k0), &first.raw().to_ne_bytes(), BPF_ANY)
+        .unwrap();
     drop(first);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -46,7 +62,10 @@ fn main() {
         let (stop, rt, outer, lookups) = (stop.clone(), rt.clone(), outer.clone(), lookups.clone());
         std::thread::spawn(move || {
             let r = rt.rcu().normal.register();
-            let ctx = OpCtx { cpu: 1, files: None };
+            let ctx = OpCtx {
+                cpu: 1,
+                files: None,
+            };
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let g = r.read_lock();
@@ -62,8 +81,12 @@ fn main() {
     // Warm up allocator and reclaimer so the "before" figure is steady.
     let swap = |n: u64| {
         for _ in 0..n {
-            let inner = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 4)).unwrap();
-            outer.update_elem(Some(&k0), &inner.raw().to_ne_bytes(), BPF_ANY).unwrap();
+            let inner = rt
+                .map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 4))
+                .unwrap();
+            outer
+                .update_elem(Some(&k0), &inner.raw().to_ne_bytes(), BPF_ANY)
+                .unwrap();
         }
     };
     swap(10_000);
@@ -78,8 +101,14 @@ fn main() {
     reader.join().unwrap();
     let per_swap_ns = elapsed.as_nanos() as f64 / swaps as f64;
     println!("bpfnest: {swaps} swaps in {elapsed:.2?} = {per_swap_ns:.0} ns/swap (create + update + close)");
-    println!("bpfnest: RSS before {before} KiB, after {after} KiB, delta {} KiB", after as i64 - before as i64);
-    println!("bpfnest: reader completed {} lookups meanwhile", lookups.load(Ordering::Relaxed));
+    println!(
+        "bpfnest: RSS before {before} KiB, after {after} KiB, delta {} KiB",
+        after as i64 - before as i64
+    );
+    println!(
+        "bpfnest: reader completed {} lookups meanwhile",
+        lookups.load(Ordering::Relaxed)
+    );
 
     // The kernel: the same loop, fewer times (each update waits ~10 ms for synchronize_rcu).
     let kswaps = 200u64;
@@ -90,8 +119,12 @@ fn main() {
         Some(ko) => {
             let t = Instant::now();
             for _ in 0..kswaps {
-                let ki = kernel_sys::create(BPF_MAP_TYPE_ARRAY, 4, 8, 4, None).expect("kernel inner");
-                assert_eq!(kernel_sys::update(&ko, &k0, &(ki.as_raw_fd() as u32).to_ne_bytes(), 0), 0);
+                let ki =
+                    kernel_sys::create(BPF_MAP_TYPE_ARRAY, 4, 8, 4, None).expect("kernel inner");
+                assert_eq!(
+                    kernel_sys::update(&ko, &k0, &(ki.as_raw_fd() as u32).to_ne_bytes(), 0),
+                    0
+                );
             }
             let kns = t.elapsed().as_nanos() as f64 / kswaps as f64;
             println!("kernel: {kswaps} swaps = {kns:.0} ns/swap");

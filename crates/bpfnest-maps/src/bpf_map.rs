@@ -142,7 +142,11 @@ impl BpfMap {
     }
     /// The name as stored (at most 15 bytes).
     pub fn name(&self) -> &str {
-        let n = self.name.iter().position(|&b| b == 0).unwrap_or(BPF_OBJ_NAME_LEN);
+        let n = self
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(BPF_OBJ_NAME_LEN);
         // Names are validated to [A-Za-z0-9_.] at creation.
         core::str::from_utf8(&self.name[..n]).unwrap_or("")
     }
@@ -257,7 +261,12 @@ impl BpfMap {
             if cur == 0 {
                 return None;
             }
-            match self.refcnt.compare_exchange_weak(cur, cur + 1, Ordering::Relaxed, Ordering::Relaxed) {
+            match self.refcnt.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => break,
                 Err(v) => cur = v,
             }

@@ -30,8 +30,8 @@
 #![warn(missing_docs)]
 
 pub mod attr;
-pub mod errno;
 pub mod bpf_map;
+pub mod errno;
 pub mod map;
 pub mod object;
 pub mod ops;
@@ -45,8 +45,8 @@ pub mod syscall;
 pub mod uapi;
 
 pub use attr::MapAttr;
-pub use errno::{Errno, Result};
 pub use bpf_map::{BpfMap, MapMeta, MapRef, UserRef};
+pub use errno::{Errno, Result};
 pub use object::{BpfProg, BtfObject, FMode, FileObject, FileTable};
 pub use ops::{BatchArgs, InlineLookup, MapOps, OpCtx};
 pub use record::{BtfField, BtfFieldKind, BtfRecord, KptrFlavour};

@@ -12,10 +12,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::errno::{Errno, Result};
 use crate::bpf_map::{MapRef, UserRef};
-use crate::registry::BtfKind;
+use crate::errno::{Errno, Result};
 use crate::record::BtfRecord;
+use crate::registry::BtfKind;
 
 /// A loaded program, as far as maps need to know (program arrays hold these).
 ///
@@ -187,7 +187,11 @@ impl HandleTable {
 
     /// Closes `fd` whatever it refers to; `EBADF` if it is not open.
     pub fn close(&self, fd: u32) -> Result<()> {
-        let old = self.slots.lock().get_mut(fd as usize).and_then(Option::take);
+        let old = self
+            .slots
+            .lock()
+            .get_mut(fd as usize)
+            .and_then(Option::take);
         old.map(drop).ok_or(Errno::EBADF)
     }
 
@@ -226,7 +230,8 @@ enum PinEntry {
 
 impl PinTree {
     fn parent(path: &str) -> Option<&str> {
-        path.rfind('/').map(|i| if i == 0 { "/" } else { &path[..i] })
+        path.rfind('/')
+            .map(|i| if i == 0 { "/" } else { &path[..i] })
     }
 
     /// Normalises a path: must be absolute, no empty, `.` or `..` components.
@@ -263,7 +268,8 @@ impl PinTree {
         if self.entries.contains_key(path) {
             return Err(Errno::EEXIST);
         }
-        self.entries.insert(path.to_owned(), PinEntry::Obj(Arc::new(obj)));
+        self.entries
+            .insert(path.to_owned(), PinEntry::Obj(Arc::new(obj)));
         Ok(())
     }
 
@@ -284,7 +290,12 @@ impl PinTree {
             None => Err(Errno::ENOENT),
             Some(PinEntry::Dir) => {
                 let prefix = format!("{path}/");
-                if self.entries.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix)) {
+                if self
+                    .entries
+                    .range(prefix.clone()..)
+                    .next()
+                    .is_some_and(|(k, _)| k.starts_with(&prefix))
+                {
                     return Err(Errno::ENOTEMPTY);
                 }
                 self.entries.remove(path);

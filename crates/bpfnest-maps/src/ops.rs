@@ -15,8 +15,8 @@
 
 use core::ptr::NonNull;
 
-use crate::errno::Result;
 use crate::bpf_map::BpfMap;
+use crate::errno::Result;
 use crate::object::FileTable;
 
 /// Per-call context.
@@ -30,7 +30,10 @@ pub struct OpCtx<'a> {
 
 impl core::fmt::Debug for OpCtx<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("OpCtx").field("cpu", &self.cpu).field("files", &self.files.is_some()).finish()
+        f.debug_struct("OpCtx")
+            .field("cpu", &self.cpu)
+            .field("files", &self.files.is_some())
+            .finish()
     }
 }
 
@@ -105,11 +108,25 @@ pub trait MapOps: core::any::Any + Send + Sync {
     /// `bpf_map_copy_value` for this type: copies the value for `key` into `value` (syscall
     /// value size). `flags` is 0 or `BPF_F_LOCK` (already checked against the record).
     /// Context: syscall.
-    fn lookup_elem_sys(&self, map: &BpfMap, ctx: &OpCtx<'_>, key: &[u8], value: &mut [u8], flags: u64) -> Result<()>;
+    fn lookup_elem_sys(
+        &self,
+        map: &BpfMap,
+        ctx: &OpCtx<'_>,
+        key: &[u8],
+        value: &mut [u8],
+        flags: u64,
+    ) -> Result<()>;
 
     /// `map_update_elem` / `bpf_map_update_value` for this type. `value` has the syscall value
     /// size when `ctx.files` is set, `value_size` otherwise. Context: both.
-    fn update_elem(&self, map: &BpfMap, ctx: &OpCtx<'_>, key: &[u8], value: &[u8], flags: u64) -> Result<()>;
+    fn update_elem(
+        &self,
+        map: &BpfMap,
+        ctx: &OpCtx<'_>,
+        key: &[u8],
+        value: &[u8],
+        flags: u64,
+    ) -> Result<()>;
 
     /// `map_delete_elem`. Context: both.
     fn delete_elem(&self, map: &BpfMap, ctx: &OpCtx<'_>, key: &[u8]) -> Result<()>;
@@ -119,7 +136,14 @@ pub trait MapOps: core::any::Any + Send + Sync {
 
     /// `map_lookup_and_delete_elem` (hash types); queue/stack pop with `key == None`.
     /// Context: syscall.
-    fn lookup_and_delete_elem(&self, map: &BpfMap, ctx: &OpCtx<'_>, key: Option<&[u8]>, value: &mut [u8], flags: u64) -> Result<()>;
+    fn lookup_and_delete_elem(
+        &self,
+        map: &BpfMap,
+        ctx: &OpCtx<'_>,
+        key: Option<&[u8]>,
+        value: &mut [u8],
+        flags: u64,
+    ) -> Result<()>;
 
     /// `map_push_elem` (queue, stack, bloom filter). Context: both.
     fn push_elem(&self, map: &BpfMap, value: &[u8], flags: u64) -> Result<()>;
@@ -134,7 +158,12 @@ pub trait MapOps: core::any::Any + Send + Sync {
     fn lookup_batch(&self, map: &BpfMap, ctx: &OpCtx<'_>, args: &mut BatchArgs<'_>) -> Result<()>;
 
     /// `map_lookup_and_delete_batch`. Context: syscall.
-    fn lookup_and_delete_batch(&self, map: &BpfMap, ctx: &OpCtx<'_>, args: &mut BatchArgs<'_>) -> Result<()>;
+    fn lookup_and_delete_batch(
+        &self,
+        map: &BpfMap,
+        ctx: &OpCtx<'_>,
+        args: &mut BatchArgs<'_>,
+    ) -> Result<()>;
 
     /// `map_update_batch`. Context: syscall.
     fn update_batch(&self, map: &BpfMap, ctx: &OpCtx<'_>, args: &mut BatchArgs<'_>) -> Result<()>;
@@ -144,7 +173,12 @@ pub trait MapOps: core::any::Any + Send + Sync {
 
     /// `map_for_each_callback`: calls `f(key, value)` per element until it returns `true`
     /// (stop); returns the number of elements visited. Context: program.
-    fn for_each_callback(&self, map: &BpfMap, ctx: &OpCtx<'_>, f: &mut dyn FnMut(&[u8], NonNull<u8>) -> bool) -> Result<u32>;
+    fn for_each_callback(
+        &self,
+        map: &BpfMap,
+        ctx: &OpCtx<'_>,
+        f: &mut dyn FnMut(&[u8], NonNull<u8>) -> bool,
+    ) -> Result<u32>;
 
     /// `map_mmap`: the region user space may map, as (start, length). Context: syscall.
     fn mmap(&self, map: &BpfMap) -> Result<(NonNull<u8>, usize)>;
@@ -156,6 +190,12 @@ pub trait MapOps: core::any::Any + Send + Sync {
     /// cancel timers and workqueues here; program arrays clear their slots.
     fn release_uref(&self, map: &BpfMap) {
         let _ = map;
+    }
+
+    /// `map->max_entries` when the type's alloc changed it from the attribute (a per-CPU LRU
+    /// rounds it up to a multiple of the CPU count); `None` keeps `attr.max_entries`.
+    fn max_entries(&self) -> Option<u32> {
+        None
     }
 
     /// The inner-map template, for outer maps (`map->inner_map_meta`).

@@ -6,14 +6,18 @@
 //! forbids naming `std::sync::atomic` types anywhere else.
 
 #[cfg(bpfnest_loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 #[cfg(bpfnest_loom)]
 pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
 #[cfg(bpfnest_loom)]
 pub(crate) use loom::thread;
 
 #[cfg(not(bpfnest_loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 #[cfg(not(bpfnest_loom))]
 pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 // loom's `Arc` has no `Weak`: code that needs one (the RCU reclaimer thread) exists only outside loom.

@@ -305,20 +305,6 @@ pub(crate) unsafe fn copy_map_value_out(rec: Option<&BtfRecord>, dst: &mut [u8],
     }
 }
 
-/// `bpf_obj_init`/`zero_map_value` for special fields only: zeroes them in place.
-///
-/// # Safety
-/// `value` must be valid for writes of the record's extent and 8-byte aligned.
-pub(crate) unsafe fn zero_special_fields(rec: Option<&BtfRecord>, value: *mut u8) {
-    if let Some(rec) = rec {
-        for f in rec.fields() {
-            let z = [0u8; 32];
-            // SAFETY: the field lies inside the value (BtfRecord invariant).
-            unsafe { crate::storage::copy_to_value(value.add(f.offset as usize), &z[..f.kind.size() as usize]) };
-        }
-    }
-}
-
 /// A `bpf_spin_lock` living inside a map value (a 4-byte word, 0 = unlocked).
 ///
 /// The same lock is taken by `BPF_F_LOCK` syscalls and by the `bpf_spin_lock` helper.
@@ -367,10 +353,19 @@ mod tests {
     #[test]
     fn record_validation() {
         assert!(BtfRecord::new(vec![f(4, BtfFieldKind::SpinLock)], 8).is_ok());
-        assert_eq!(BtfRecord::new(vec![f(6, BtfFieldKind::SpinLock)], 8), Err(Errno::EINVAL));
-        assert_eq!(BtfRecord::new(vec![f(8, BtfFieldKind::Timer)], 16), Err(Errno::EINVAL));
         assert_eq!(
-            BtfRecord::new(vec![f(0, BtfFieldKind::SpinLock), f(4, BtfFieldKind::SpinLock)], 8),
+            BtfRecord::new(vec![f(6, BtfFieldKind::SpinLock)], 8),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            BtfRecord::new(vec![f(8, BtfFieldKind::Timer)], 16),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            BtfRecord::new(
+                vec![f(0, BtfFieldKind::SpinLock), f(4, BtfFieldKind::SpinLock)],
+                8
+            ),
             Err(Errno::E2BIG)
         );
     }
@@ -407,7 +402,13 @@ mod tests {
     fn allowed_fields_per_type() {
         let lock = BtfRecord::new(vec![f(0, BtfFieldKind::SpinLock)], 8).unwrap();
         assert_eq!(check_fields_allowed(BPF_MAP_TYPE_ARRAY, 0, &lock), Ok(()));
-        assert_eq!(check_fields_allowed(BPF_MAP_TYPE_PERCPU_ARRAY, 0, &lock), Err(Errno::EOPNOTSUPP));
-        assert_eq!(check_fields_allowed(BPF_MAP_TYPE_HASH, BPF_F_RDONLY_PROG, &lock), Err(Errno::EACCES));
+        assert_eq!(
+            check_fields_allowed(BPF_MAP_TYPE_PERCPU_ARRAY, 0, &lock),
+            Err(Errno::EOPNOTSUPP)
+        );
+        assert_eq!(
+            check_fields_allowed(BPF_MAP_TYPE_HASH, BPF_F_RDONLY_PROG, &lock),
+            Err(Errno::EACCES)
+        );
     }
 }

@@ -5,8 +5,8 @@
 //! `EINVAL`, as the kernel does for a type compiled out of its build.
 
 use crate::attr::MapAttr;
-use crate::errno::Result;
 use crate::bpf_map::{BpfMap, MapMeta};
+use crate::errno::Result;
 use crate::object::FileTable;
 use crate::ops::MapOps;
 use crate::rcu::Rcu;
@@ -27,9 +27,19 @@ pub struct Caps {
 
 impl Caps {
     /// Root: every capability.
-    pub const ROOT: Caps = Caps { sys_admin: true, bpf: true, perfmon: true, net_admin: true };
+    pub const ROOT: Caps = Caps {
+        sys_admin: true,
+        bpf: true,
+        perfmon: true,
+        net_admin: true,
+    };
     /// An unprivileged user.
-    pub const NONE: Caps = Caps { sys_admin: false, bpf: false, perfmon: false, net_admin: false };
+    pub const NONE: Caps = Caps {
+        sys_admin: false,
+        bpf: false,
+        perfmon: false,
+        net_admin: false,
+    };
 
     /// `bpf_bypass_spec_v1`: may skip Spectre-v1 index masking.
     pub fn bypass_spec_v1(&self) -> bool {

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::errno::{Errno, Result};
 use crate::bpf_map::BpfMap;
+use crate::errno::{Errno, Result};
 use crate::object::{FMode, FileObject, FileTable, HandleTable, PinTree};
 use crate::rcu::Rcu;
 use crate::registry::Caps;
@@ -43,16 +43,22 @@ impl Default for Config {
 /// more than the online ones. Read from sysfs ("0-3", "0,2-5") and counted as the kernel's
 /// `for_each_possible_cpu` visits them; falls back to the parallelism the OS reports.
 pub fn possible_cpus() -> u32 {
-    let parsed = std::fs::read_to_string("/sys/devices/system/cpu/possible").ok().and_then(|s| {
-        let mut n = 0u32;
-        for part in s.trim().split(',') {
-            let (a, b) = part.split_once('-').unwrap_or((part, part));
-            let (a, b) = (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?);
-            n += b.checked_sub(a)? + 1;
-        }
-        (n > 0).then_some(n)
-    });
-    parsed.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1))
+    let parsed = std::fs::read_to_string("/sys/devices/system/cpu/possible")
+        .ok()
+        .and_then(|s| {
+            let mut n = 0u32;
+            for part in s.trim().split(',') {
+                let (a, b) = part.split_once('-').unwrap_or((part, part));
+                let (a, b) = (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?);
+                n += b.checked_sub(a)? + 1;
+            }
+            (n > 0).then_some(n)
+        });
+    parsed.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1)
+    })
 }
 
 /// Map id table (`map_idr`): cyclic allocation in `1..INT_MAX`.
@@ -100,7 +106,9 @@ pub struct Core {
 
 impl fmt::Debug for Core {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Core").field("nr_cpus", &self.nr_cpus).finish_non_exhaustive()
+        f.debug_struct("Core")
+            .field("nr_cpus", &self.nr_cpus)
+            .finish_non_exhaustive()
     }
 }
 
@@ -135,7 +143,12 @@ impl Core {
     /// `BPF_MAP_GET_NEXT_ID`: the smallest live id greater than `start`.
     pub(crate) fn next_map_id(&self, start: u32) -> Result<u32> {
         let t = self.map_ids.lock();
-        t.maps.keys().copied().filter(|&i| i > start).min().ok_or(Errno::ENOENT)
+        t.maps
+            .keys()
+            .copied()
+            .filter(|&i| i > start)
+            .min()
+            .ok_or(Errno::ENOENT)
     }
 }
 
@@ -157,7 +170,9 @@ pub struct Runtime {
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Runtime").field("config", &self.inner.config).finish_non_exhaustive()
+        f.debug_struct("Runtime")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -229,7 +244,11 @@ impl Runtime {
     pub(crate) fn install(&self, obj: FileObject) -> Handle {
         let obj = Arc::new(obj);
         let fd = self.inner.files.install(obj.clone());
-        Handle { rt: self.clone(), fd, obj }
+        Handle {
+            rt: self.clone(),
+            fd,
+            obj,
+        }
     }
 
     pub(crate) fn install_map(&self, map: crate::bpf_map::UserRef, mode: FMode) -> MapHandle {
@@ -269,7 +288,10 @@ impl Handle {
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle").field("fd", &self.fd).field("obj", &self.obj).finish()
+        f.debug_struct("Handle")
+            .field("fd", &self.fd)
+            .field("obj", &self.obj)
+            .finish()
     }
 }
 

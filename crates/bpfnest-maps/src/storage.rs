@@ -26,7 +26,8 @@ pub(crate) unsafe fn copy_to_value(dst: *mut u8, src: &[u8]) {
             let mut w = [0u8; 8];
             w.copy_from_slice(&src[i..i + 8]);
             // SAFETY: p is 8-aligned and 8 bytes are in range; value memory is only accessed atomically.
-            unsafe { AtomicU64::from_ptr(p as *mut u64) }.store(u64::from_ne_bytes(w), Ordering::Relaxed);
+            unsafe { AtomicU64::from_ptr(p as *mut u64) }
+                .store(u64::from_ne_bytes(w), Ordering::Relaxed);
             i += 8;
         } else {
             // SAFETY: one byte in range.

@@ -8,8 +8,8 @@
 //! has no such case (it reads what it needs from the pointer), so this is bpfnest's own.
 
 use crate::attr::MapAttr;
-use crate::errno::{Errno, Result};
 use crate::bpf_map::{BpfMap, MapRef};
+use crate::errno::{Errno, Result};
 use crate::object::{FMode, PinnedObject};
 use crate::ops::{BatchArgs, OpCtx};
 use crate::record::BtfRecord;
@@ -51,7 +51,11 @@ pub struct MapInfo {
 impl MapInfo {
     /// The name as a string.
     pub fn name_str(&self) -> &str {
-        let n = self.name.iter().position(|&b| b == 0).unwrap_or(BPF_OBJ_NAME_LEN);
+        let n = self
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(BPF_OBJ_NAME_LEN);
         core::str::from_utf8(&self.name[..n]).unwrap_or("")
     }
 }
@@ -79,7 +83,10 @@ fn rcu_read<R>(map: &BpfMap, f: impl FnOnce() -> R) -> R {
 
 impl Runtime {
     fn sys_ctx(&self) -> OpCtx<'_> {
-        OpCtx { cpu: self.inner.config.syscall_cpu, files: Some(&self.inner.files) }
+        OpCtx {
+            cpu: self.inner.config.syscall_cpu,
+            files: Some(&self.inner.files),
+        }
     }
 
     /// `BPF_MAP_CREATE`.
@@ -94,29 +101,47 @@ impl Runtime {
         self.map_create_inner(attr, Some(record))
     }
 
-    fn map_create_inner(&self, attr: &MapAttr, direct_record: Option<BtfRecord>) -> Result<MapHandle> {
+    fn map_create_inner(
+        &self,
+        attr: &MapAttr,
+        direct_record: Option<BtfRecord>,
+    ) -> Result<MapHandle> {
         let cfg = &self.inner.config;
         let mut attr = *attr;
         let token_flag = attr.map_flags & BPF_F_TOKEN_FD != 0;
         attr.map_flags &= !BPF_F_TOKEN_FD;
 
         if attr.btf_vmlinux_value_type_id != 0 {
-            if attr.map_type != BPF_MAP_TYPE_STRUCT_OPS || attr.btf_key_type_id != 0 || attr.btf_value_type_id != 0 {
+            if attr.map_type != BPF_MAP_TYPE_STRUCT_OPS
+                || attr.btf_key_type_id != 0
+                || attr.btf_value_type_id != 0
+            {
                 return Err(Errno::EINVAL);
             }
         } else if attr.btf_key_type_id != 0 && attr.btf_value_type_id == 0 {
             return Err(Errno::EINVAL);
         }
-        if attr.map_type != BPF_MAP_TYPE_BLOOM_FILTER && attr.map_type != BPF_MAP_TYPE_ARENA && attr.map_extra != 0 {
+        if attr.map_type != BPF_MAP_TYPE_BLOOM_FILTER
+            && attr.map_type != BPF_MAP_TYPE_ARENA
+            && attr.map_extra != 0
+        {
             return Err(Errno::EINVAL);
         }
         let mode = FMode::from_flags(attr.map_flags)?;
         // One NUMA node (node 0); NUMA_NO_NODE (-1) means "any".
-        if attr.map_flags & BPF_F_NUMA_NODE != 0 && attr.numa_node != NUMA_NO_NODE && attr.numa_node >= 1 {
+        if attr.map_flags & BPF_F_NUMA_NODE != 0
+            && attr.numa_node != NUMA_NO_NODE
+            && attr.numa_node >= 1
+        {
             return Err(Errno::EINVAL);
         }
         let type_ops = crate::registry::find(attr.map_type).ok_or(Errno::EINVAL)?;
-        let ctx = AllocCtx { nr_cpus: self.nr_cpus(), caps: cfg.caps, rcu: self.rcu(), files: &self.inner.files };
+        let ctx = AllocCtx {
+            nr_cpus: self.nr_cpus(),
+            caps: cfg.caps,
+            rcu: self.rcu(),
+            files: &self.inner.files,
+        };
         if let Some(check) = type_ops.alloc_check {
             check(&attr, &ctx)?;
         }
@@ -140,7 +165,11 @@ impl Runtime {
             if attr.map_type != BPF_MAP_TYPE_ARRAY && attr.map_type != BPF_MAP_TYPE_HASH {
                 return Err(Errno::EINVAL);
             }
-            return Err(if attr.map_ifindex == 1 { Errno::EOPNOTSUPP } else { Errno::EINVAL });
+            return Err(if attr.map_ifindex == 1 {
+                Errno::EOPNOTSUPP
+            } else {
+                Errno::EINVAL
+            });
         }
         let ops = (type_ops.alloc)(&attr, &ctx)?;
         let name = obj_name_cpy(&attr.map_name)?;
@@ -148,10 +177,14 @@ impl Runtime {
             map_type: attr.map_type,
             key_size: attr.key_size,
             value_size: attr.value_size,
-            max_entries: attr.max_entries,
+            max_entries: ops.max_entries().unwrap_or(attr.max_entries),
             map_flags: attr.map_flags & !(BPF_F_RDONLY | BPF_F_WRONLY),
             map_extra: attr.map_extra,
-            numa_node: if attr.map_flags & BPF_F_NUMA_NODE != 0 { attr.numa_node } else { NUMA_NO_NODE },
+            numa_node: if attr.map_flags & BPF_F_NUMA_NODE != 0 {
+                attr.numa_node
+            } else {
+                NUMA_NO_NODE
+            },
             name,
             btf_id: 0,
             btf_key_type_id: 0,
@@ -180,7 +213,10 @@ impl Runtime {
             }
             map.excl = true;
         }
-        if attr.btf_key_type_id != 0 || attr.btf_value_type_id != 0 || attr.btf_vmlinux_value_type_id != 0 {
+        if attr.btf_key_type_id != 0
+            || attr.btf_value_type_id != 0
+            || attr.btf_vmlinux_value_type_id != 0
+        {
             let btf = crate::object::FileTable::btf_get(&self.inner.files, attr.btf_fd)?;
             if btf.is_kernel() {
                 return Err(Errno::EACCES);
@@ -226,7 +262,9 @@ impl Runtime {
 
     /// The record half of `map_check_btf`: capability, flag and per-type field checks.
     fn check_record(&self, attr: &MapAttr, rec: Option<BtfRecord>) -> Result<Option<BtfRecord>> {
-        let Some(rec) = rec.filter(|r| !r.is_empty()) else { return Ok(None) };
+        let Some(rec) = rec.filter(|r| !r.is_empty()) else {
+            return Ok(None);
+        };
         if !self.inner.config.caps.bpf {
             return Err(Errno::EPERM);
         }
@@ -258,7 +296,10 @@ impl Runtime {
 
     /// `BPF_OBJ_PIN` of a map: the pin holds a reference and a user reference.
     pub fn obj_pin(&self, handle: &MapHandle, path: &str) -> Result<()> {
-        self.inner.pins.lock().pin(path, PinnedObject::Map(handle.map().clone_uref()))
+        self.inner
+            .pins
+            .lock()
+            .pin(path, PinnedObject::Map(handle.map().clone_uref()))
     }
 
     /// `BPF_OBJ_GET`: a new handle on the map pinned at `path` (`EINVAL` for a program pin).
@@ -293,7 +334,9 @@ impl Runtime {
 
 impl BtfRecord {
     fn value_size_ok(&self, value_size: u32) -> bool {
-        self.fields().iter().all(|f| f.offset + f.kind.size() <= value_size)
+        self.fields()
+            .iter()
+            .all(|f| f.offset + f.kind.size() <= value_size)
     }
 }
 
@@ -335,7 +378,10 @@ fn can_write(h: &MapHandle) -> bool {
 /// can still see the old inner map. Sleepable programs are not waited for (the kernel's choice:
 /// a tasks-trace wait can take very long).
 fn maybe_wait_bpf_programs(map: &BpfMap) {
-    if matches!(map.map_type, BPF_MAP_TYPE_HASH_OF_MAPS | BPF_MAP_TYPE_ARRAY_OF_MAPS) {
+    if matches!(
+        map.map_type,
+        BPF_MAP_TYPE_HASH_OF_MAPS | BPF_MAP_TYPE_ARRAY_OF_MAPS
+    ) {
         map.core.rcu.normal.synchronize();
     }
 }
@@ -364,7 +410,10 @@ impl MapHandle {
         // Queues, stacks and bloom filters peek here (`bpf_map_copy_value`); their
         // `lookup_elem_sys` does that without touching `value` on failure, as the kernel only
         // copies out on success.
-        rcu_read(map, || map.ops.lookup_elem_sys(map, &ctx, key.unwrap_or(&[]), value, flags))
+        rcu_read(map, || {
+            map.ops
+                .lookup_elem_sys(map, &ctx, key.unwrap_or(&[]), value, flags)
+        })
     }
 
     /// `BPF_MAP_UPDATE_ELEM`. For outer maps and program arrays the 4-byte value is a handle
@@ -390,15 +439,27 @@ impl MapHandle {
     }
 
     /// `bpf_map_update_value`: the per-type dispatch shared with `UPDATE_BATCH`.
-    pub(crate) fn update_value(&self, map: &BpfMap, key: Option<&[u8]>, value: &[u8], flags: u64) -> Result<()> {
+    pub(crate) fn update_value(
+        &self,
+        map: &BpfMap,
+        key: Option<&[u8]>,
+        value: &[u8],
+        flags: u64,
+    ) -> Result<()> {
         let ctx = self.ctx();
         match map.map_type {
             BPF_MAP_TYPE_QUEUE | BPF_MAP_TYPE_STACK | BPF_MAP_TYPE_BLOOM_FILTER => {
                 rcu_read(map, || map.ops.push_elem(map, value, flags))
             }
             // Program arrays may sleep in the kernel; no read-side section.
-            BPF_MAP_TYPE_PROG_ARRAY => map.ops.update_elem(map, &ctx, key.unwrap_or(&[]), value, flags),
-            _ => rcu_read(map, || map.ops.update_elem(map, &ctx, key.unwrap_or(&[]), value, flags)),
+            BPF_MAP_TYPE_PROG_ARRAY => {
+                map.ops
+                    .update_elem(map, &ctx, key.unwrap_or(&[]), value, flags)
+            }
+            _ => rcu_read(map, || {
+                map.ops
+                    .update_elem(map, &ctx, key.unwrap_or(&[]), value, flags)
+            }),
         }
     }
 
@@ -438,7 +499,12 @@ impl MapHandle {
     }
 
     /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM`: hash types, and pop for queues and stacks.
-    pub fn lookup_and_delete_elem(&self, key: Option<&[u8]>, value: &mut [u8], flags: u64) -> Result<()> {
+    pub fn lookup_and_delete_elem(
+        &self,
+        key: Option<&[u8]>,
+        value: &mut [u8],
+        flags: u64,
+    ) -> Result<()> {
         if flags & !BPF_F_LOCK != 0 {
             return Err(Errno::EINVAL);
         }
@@ -463,9 +529,9 @@ impl MapHandle {
                 | BPF_MAP_TYPE_PERCPU_HASH
                 | BPF_MAP_TYPE_LRU_HASH
                 | BPF_MAP_TYPE_LRU_PERCPU_HASH
-                | BPF_MAP_TYPE_STACK_TRACE => {
-                    rcu_read(map, || map.ops.lookup_and_delete_elem(map, &ctx, key, value, flags))
-                }
+                | BPF_MAP_TYPE_STACK_TRACE => rcu_read(map, || {
+                    map.ops.lookup_and_delete_elem(map, &ctx, key, value, flags)
+                }),
                 _ => Err(Errno::ENOTSUPP),
             }
         })
@@ -570,14 +636,24 @@ enum BatchCmd {
 }
 
 /// `bpf_map_copy_value`'s dispatch for one key, shared by lookups and generic batches.
-fn copy_value(map: &BpfMap, ctx: &OpCtx<'_>, key: &[u8], value: &mut [u8], flags: u64) -> Result<()> {
+fn copy_value(
+    map: &BpfMap,
+    ctx: &OpCtx<'_>,
+    key: &[u8],
+    value: &mut [u8],
+    flags: u64,
+) -> Result<()> {
     map.ops.lookup_elem_sys(map, ctx, key, value, flags)
 }
 
 /// `generic_map_lookup_batch`: walks keys with `get_next_key`, skipping keys that vanish (or
 /// array-of-maps holes), and ends with `ENOENT` when the map is exhausted.
 /// `in_batch`/`out_batch` hold a key.
-pub fn generic_map_lookup_batch(map: &BpfMap, ctx: &OpCtx<'_>, args: &mut BatchArgs<'_>) -> Result<()> {
+pub fn generic_map_lookup_batch(
+    map: &BpfMap,
+    ctx: &OpCtx<'_>,
+    args: &mut BatchArgs<'_>,
+) -> Result<()> {
     if args.elem_flags & !BPF_F_LOCK != 0 {
         return Err(Errno::EINVAL);
     }
@@ -609,7 +685,9 @@ pub fn generic_map_lookup_batch(map: &BpfMap, ctx: &OpCtx<'_>, args: &mut BatchA
             err = Err(e);
             break;
         }
-        match rcu_read(map, || copy_value(map, ctx, &key, &mut value, args.elem_flags)) {
+        match rcu_read(map, || {
+            copy_value(map, ctx, &key, &mut value, args.elem_flags)
+        }) {
             Err(Errno::ENOENT) => {}
             Err(e) => return Err(e),
             Ok(()) => {
@@ -634,7 +712,11 @@ pub fn generic_map_lookup_batch(map: &BpfMap, ctx: &OpCtx<'_>, args: &mut BatchA
 }
 
 /// `generic_map_update_batch`: each element through the update path; stops at the first error.
-pub fn generic_map_update_batch(map: &BpfMap, ctx: &OpCtx<'_>, args: &mut BatchArgs<'_>) -> Result<()> {
+pub fn generic_map_update_batch(
+    map: &BpfMap,
+    ctx: &OpCtx<'_>,
+    args: &mut BatchArgs<'_>,
+) -> Result<()> {
     if args.elem_flags & !BPF_F_LOCK != 0 {
         return Err(Errno::EINVAL);
     }
@@ -647,12 +729,17 @@ pub fn generic_map_update_batch(map: &BpfMap, ctx: &OpCtx<'_>, args: &mut BatchA
     args.count = 0;
     let mut r = Ok(());
     for cp in 0..count as usize {
-        let (Some(k), Some(v)) = (args.keys.get(cp * ks..(cp + 1) * ks), args.values.get(cp * vs..(cp + 1) * vs)) else {
+        let (Some(k), Some(v)) = (
+            args.keys.get(cp * ks..(cp + 1) * ks),
+            args.values.get(cp * vs..(cp + 1) * vs),
+        ) else {
             r = Err(Errno::EFAULT);
             break;
         };
         r = match map.map_type {
-            BPF_MAP_TYPE_QUEUE | BPF_MAP_TYPE_STACK | BPF_MAP_TYPE_BLOOM_FILTER => map.ops.push_elem(map, v, args.elem_flags),
+            BPF_MAP_TYPE_QUEUE | BPF_MAP_TYPE_STACK | BPF_MAP_TYPE_BLOOM_FILTER => {
+                map.ops.push_elem(map, v, args.elem_flags)
+            }
             BPF_MAP_TYPE_PROG_ARRAY => map.ops.update_elem(map, ctx, k, v, args.elem_flags),
             _ => rcu_read(map, || map.ops.update_elem(map, ctx, k, v, args.elem_flags)),
         };
@@ -665,8 +752,15 @@ pub fn generic_map_update_batch(map: &BpfMap, ctx: &OpCtx<'_>, args: &mut BatchA
 }
 
 /// `generic_map_delete_batch`: deletes each key; stops at the first error (e.g. `ENOENT`).
-pub fn generic_map_delete_batch(map: &BpfMap, ctx: &OpCtx<'_>, args: &mut BatchArgs<'_>) -> Result<()> {
+pub fn generic_map_delete_batch(
+    map: &BpfMap,
+    ctx: &OpCtx<'_>,
+    args: &mut BatchArgs<'_>,
+) -> Result<()> {
     if args.elem_flags & !BPF_F_LOCK != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if args.elem_flags & BPF_F_LOCK != 0 && !has_spin_lock(map) {
         return Err(Errno::EINVAL);
     }
     let ks = map.key_size as usize;

@@ -234,7 +234,6 @@ fn spin_lock_only_in_plain_hash() {
 }
 
 #[test]
-#[ignore = "needs crate::syscall to take max_entries from the map type's alloc (core change)"]
 fn percpu_lru_rounds_max_entries_in_info() {
     // kernel 6.18 (2 CPUs): NO_COMMON_LRU rounds max_entries up to a multiple of the CPU
     // count, and BPF_OBJ_GET_INFO_BY_FD reports it: 3 -> 4, 1 -> 2.
@@ -637,6 +636,39 @@ fn percpu_layout() {
     }
 }
 
+#[test]
+fn percpu_program_insert_keeps_padding_of_reused_element() {
+    // kernel 6.18 (2 CPUs, probe on CPU 0, value_size 4): fill key 1 with 0xff from the
+    // syscall (8 bytes per CPU), delete it, then a program on CPU 0 inserts key 1 = 0x07070707.
+    // CPU 0 gets the value, CPU 1 a zeroed value; the padding of the reused element is left as
+    // it was on both. A program update of an existing key writes CPU 0's value_size bytes.
+    let rt = rt(2);
+    for t in [BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH] {
+        let h = rt.map_create(&MapAttr::new(t, 4, 4, 4)).unwrap();
+        let m = h.map();
+        h.update_elem(Some(&k(1)), &[0xff; 16], BPF_ANY).unwrap();
+        h.delete_elem(Some(&k(1))).unwrap();
+        m.ops()
+            .update_elem(m, &prog(), &k(1), &[7; 4], BPF_ANY)
+            .unwrap();
+        let mut out = [0u8; 16];
+        h.lookup_elem(Some(&k(1)), &mut out, 0).unwrap();
+        assert_eq!(
+            out,
+            [7, 7, 7, 7, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]
+        );
+        h.update_elem(Some(&k(1)), &[0xaa; 16], BPF_ANY).unwrap();
+        m.ops()
+            .update_elem(m, &prog(), &k(1), &[7; 4], BPF_ANY)
+            .unwrap();
+        h.lookup_elem(Some(&k(1)), &mut out, 0).unwrap();
+        assert_eq!(
+            out,
+            [7, 7, 7, 7, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa]
+        );
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // LRU
 
@@ -664,6 +696,59 @@ fn lru_run(t: u32, n: u32, flags: u32, ops: &[(char, u32)]) -> Vec<(i32, Vec<u32
 
 fn inserts(r: core::ops::Range<u32>) -> Vec<(char, u32)> {
     r.map(|i| ('u', i)).collect()
+}
+
+#[test]
+fn lru_element_ops() {
+    // kernel 6.18, CPU 0, max_entries 4.
+    let rt = rt(2);
+    for t in [BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH] {
+        let h = rt
+            .map_create(&MapAttr::new(t, 4, 8, 4).flags(BPF_F_ZERO_SEED))
+            .unwrap();
+        let v = |b: u8| vec![b; h.map().sys_value_size()];
+        // EXIST on a missing key: ENOENT; flags 3, 8 and BPF_F_LOCK: EINVAL.
+        assert_eq!(
+            h.update_elem(Some(&k(1)), &v(1), BPF_EXIST),
+            Err(Errno::ENOENT)
+        );
+        for f in [3, 8, BPF_F_LOCK] {
+            assert_eq!(h.update_elem(Some(&k(1)), &v(1), f), Err(Errno::EINVAL));
+        }
+        h.update_elem(Some(&k(1)), &v(1), BPF_NOEXIST).unwrap();
+        assert_eq!(
+            h.update_elem(Some(&k(1)), &v(2), BPF_NOEXIST),
+            Err(Errno::EEXIST)
+        );
+        let mut out = v(0);
+        h.lookup_elem(Some(&k(1)), &mut out, 0).unwrap();
+        assert_eq!(out, v(1));
+        assert_eq!(h.lookup_elem(Some(&k(2)), &mut out, 0), Err(Errno::ENOENT));
+        h.lookup_and_delete_elem(Some(&k(1)), &mut out, 0).unwrap();
+        assert_eq!(out, v(1));
+        assert_eq!(
+            h.lookup_and_delete_elem(Some(&k(1)), &mut out, 0),
+            Err(Errno::ENOENT)
+        );
+        assert_eq!(h.delete_elem(Some(&k(1))), Err(Errno::ENOENT));
+        for i in 0..4 {
+            h.update_elem(Some(&k(i)), &v(3), BPF_ANY).unwrap();
+        }
+        let mut first = [0u8; 4];
+        h.get_next_key(None, &mut first).unwrap();
+        assert_eq!(first, k(0));
+        // Replacing a key of a full LRU takes an element from the LRU first, which evicts one
+        // (for LRU_PERCPU_HASH too, although it then updates in place).
+        h.update_elem(Some(&k(2)), &v(4), BPF_ANY).unwrap();
+        assert_eq!(walk(&h).len(), 3);
+        let b = batch(&h, true, None, 10, 0, 0);
+        assert_eq!((b.r, b.count), (Err(Errno::ENOENT), 3));
+        // Everything went back to the LRU.
+        for i in 10..14 {
+            h.update_elem(Some(&k(i)), &v(5), BPF_NOEXIST).unwrap();
+        }
+        assert_eq!(sorted(walk(&h)), [10, 11, 12, 13]);
+    }
 }
 
 #[test]

@@ -23,13 +23,19 @@ const SLOTS: u32 = 4;
 const INNER_ENTRIES: u32 = 8;
 
 fn iters() -> u32 {
-    std::env::var("BPFNEST_STRESS_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(2_000)
+    std::env::var("BPFNEST_STRESS_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000)
 }
 
 fn new_inner_array(rt: &Runtime) -> MapHandle {
-    let h = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, INNER_ENTRIES)).expect("inner array");
+    let h = rt
+        .map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, INNER_ENTRIES))
+        .expect("inner array");
     for i in 0..INNER_ENTRIES {
-        h.update_elem(Some(&i.to_ne_bytes()), &MAGIC.to_ne_bytes(), BPF_ANY).expect("fill");
+        h.update_elem(Some(&i.to_ne_bytes()), &MAGIC.to_ne_bytes(), BPF_ANY)
+            .expect("fill");
     }
     h
 }
@@ -39,14 +45,18 @@ fn new_inner_hash(rt: &Runtime) -> MapHandle {
         .map_create(&MapAttr::new(BPF_MAP_TYPE_HASH, 4, 8, 64).flags(BPF_F_NO_PREALLOC))
         .expect("inner hash");
     for i in 0..16u32 {
-        h.update_elem(Some(&i.to_ne_bytes()), &MAGIC.to_ne_bytes(), BPF_ANY).expect("fill");
+        h.update_elem(Some(&i.to_ne_bytes()), &MAGIC.to_ne_bytes(), BPF_ANY)
+            .expect("fill");
     }
     h
 }
 
 /// Reads the u64 a program would read through a value pointer.
 fn read_value(inner: &BpfMap, key: u32) -> Option<u64> {
-    let ctx = OpCtx { cpu: 0, files: None };
+    let ctx = OpCtx {
+        cpu: 0,
+        files: None,
+    };
     let p = inner.ops().lookup_elem(inner, &ctx, &key.to_ne_bytes())?;
     // SAFETY: the pointer came from a lookup inside the caller's read-side section, which keeps
     // the value's memory alive; values are 8-byte aligned. A racing writer may change the bytes
@@ -56,21 +66,32 @@ fn read_value(inner: &BpfMap, key: u32) -> Option<u64> {
 
 #[test]
 fn readers_never_see_freed_inner_maps() {
-    let rt = Runtime::new(Config { nr_cpus: 2, ..Config::default() });
-    let tmpl_a = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, INNER_ENTRIES)).unwrap();
+    let rt = Runtime::new(Config {
+        nr_cpus: 2,
+        ..Config::default()
+    });
+    let tmpl_a = rt
+        .map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, INNER_ENTRIES))
+        .unwrap();
     let outer_a = rt
         .map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY_OF_MAPS, 4, 4, SLOTS).inner_map(tmpl_a.raw()))
         .unwrap();
-    let tmpl_h = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_HASH, 4, 8, 64).flags(BPF_F_NO_PREALLOC)).unwrap();
+    let tmpl_h = rt
+        .map_create(&MapAttr::new(BPF_MAP_TYPE_HASH, 4, 8, 64).flags(BPF_F_NO_PREALLOC))
+        .unwrap();
     let outer_h = rt
         .map_create(&MapAttr::new(BPF_MAP_TYPE_HASH_OF_MAPS, 4, 4, SLOTS).inner_map(tmpl_h.raw()))
         .unwrap();
     drop((tmpl_a, tmpl_h));
     for s in 0..SLOTS {
         let a = new_inner_array(&rt);
-        outer_a.update_elem(Some(&s.to_ne_bytes()), &a.raw().to_ne_bytes(), BPF_ANY).unwrap();
+        outer_a
+            .update_elem(Some(&s.to_ne_bytes()), &a.raw().to_ne_bytes(), BPF_ANY)
+            .unwrap();
         let h = new_inner_hash(&rt);
-        outer_h.update_elem(Some(&s.to_ne_bytes()), &h.raw().to_ne_bytes(), BPF_ANY).unwrap();
+        outer_h
+            .update_elem(Some(&s.to_ne_bytes()), &h.raw().to_ne_bytes(), BPF_ANY)
+            .unwrap();
     }
     // One sleepable "program" uses the hash outer map: its removed inners need both grace periods.
     outer_h.map().inc_sleepable();
@@ -83,7 +104,11 @@ fn readers_never_see_freed_inner_maps() {
         let (stop, oa, oh, rt) = (stop.clone(), outer_a.clone(), outer_h.clone(), rt.clone());
         readers.push(thread::spawn(move || {
             let sleepable = t == 2;
-            let domain = if sleepable { rt.rcu().tasks_trace.clone() } else { rt.rcu().normal.clone() };
+            let domain = if sleepable {
+                rt.rcu().tasks_trace.clone()
+            } else {
+                rt.rcu().normal.clone()
+            };
             let reader = domain.register();
             let mut seen = 0u64;
             let mut i = t;
@@ -93,7 +118,8 @@ fn readers_never_see_freed_inner_maps() {
                 let slot = i % SLOTS;
                 if !sleepable {
                     if let Some(inner) = array_of_maps_lookup(oa.map(), &guard, slot) {
-                        let v = read_value(inner, i % INNER_ENTRIES).expect("array values always exist");
+                        let v = read_value(inner, i % INNER_ENTRIES)
+                            .expect("array values always exist");
                         assert_eq!(v, MAGIC);
                         seen += 1;
                     }
@@ -124,22 +150,31 @@ fn readers_never_see_freed_inner_maps() {
                 match i % 4 {
                     0 | 1 => {
                         let a = new_inner_array(&rt);
-                        oa.update_elem(Some(&slot.to_ne_bytes()), &a.raw().to_ne_bytes(), BPF_ANY).unwrap();
+                        oa.update_elem(Some(&slot.to_ne_bytes()), &a.raw().to_ne_bytes(), BPF_ANY)
+                            .unwrap();
                         // The outer map now holds the only reference.
                     }
                     2 => {
                         let _ = oa.delete_elem(Some(&slot.to_ne_bytes()));
                         let h = new_inner_hash(&rt);
-                        oh.update_elem(Some(&slot.to_ne_bytes()), &h.raw().to_ne_bytes(), BPF_ANY).unwrap();
+                        oh.update_elem(Some(&slot.to_ne_bytes()), &h.raw().to_ne_bytes(), BPF_ANY)
+                            .unwrap();
                     }
                     _ => {
                         // Churn elements of a live inner hash map through its id.
                         let mut id = [0u8; 4];
-                        if oh.lookup_elem(Some(&slot.to_ne_bytes()), &mut id, 0).is_ok() {
+                        if oh
+                            .lookup_elem(Some(&slot.to_ne_bytes()), &mut id, 0)
+                            .is_ok()
+                        {
                             if let Ok(inner) = rt.map_get_fd_by_id(u32::from_ne_bytes(id), 0) {
                                 for k in 0..16u32 {
                                     let _ = inner.delete_elem(Some(&k.to_ne_bytes()));
-                                    let _ = inner.update_elem(Some(&k.to_ne_bytes()), &(!MAGIC).to_ne_bytes(), BPF_ANY);
+                                    let _ = inner.update_elem(
+                                        Some(&k.to_ne_bytes()),
+                                        &(!MAGIC).to_ne_bytes(),
+                                        BPF_ANY,
+                                    );
                                 }
                             }
                         }

@@ -7,7 +7,10 @@ use bpfnest_maps::uapi::*;
 use bpfnest_maps::{Config, Errno, MapAttr, Runtime};
 
 fn rt() -> Runtime {
-    Runtime::new(Config { nr_cpus: 2, ..Config::default() })
+    Runtime::new(Config {
+        nr_cpus: 2,
+        ..Config::default()
+    })
 }
 
 fn array() -> MapAttr {
@@ -24,7 +27,13 @@ fn create_generic_checks() {
     assert_eq!(e(a), Errno::EINVAL);
     assert!(rt.map_create(&array().name("aaaaaaaaaaaaaaa")).is_ok());
     assert_eq!(e(array().name("a-b")), Errno::EINVAL);
-    assert_eq!(rt.map_create(&array().name("a.b_c")).unwrap().info().name_str(), "a.b_c");
+    assert_eq!(
+        rt.map_create(&array().name("a.b_c"))
+            .unwrap()
+            .info()
+            .name_str(),
+        "a.b_c"
+    );
     // kernel 6.18: RDONLY|WRONLY, map_extra on a non-bloom map, unknown type: EINVAL.
     assert_eq!(e(array().flags(BPF_F_RDONLY | BPF_F_WRONLY)), Errno::EINVAL);
     assert_eq!(e(array().extra(1)), Errno::EINVAL);
@@ -90,7 +99,10 @@ fn handle_modes() {
     assert_eq!(ro.update_elem(Some(&k), &v, BPF_F_LOCK), Err(Errno::EPERM));
     assert_eq!(ro.delete_elem(Some(&k)), Err(Errno::EPERM));
     assert_eq!(ro.freeze(), Err(Errno::EPERM));
-    assert_eq!(ro.lookup_and_delete_elem(Some(&k), &mut v, 0), Err(Errno::EPERM));
+    assert_eq!(
+        ro.lookup_and_delete_elem(Some(&k), &mut v, 0),
+        Err(Errno::EPERM)
+    );
     assert_eq!(ro.lookup_elem(Some(&k), &mut v, 0), Ok(()));
     // kernel 6.18: WRONLY refuses lookups, next_key and lookup batches; it may freeze.
     let wo = rt.map_create(&array().flags(BPF_F_WRONLY)).unwrap();
@@ -105,8 +117,15 @@ fn handle_modes() {
     let ro2 = rt.map_get_fd_by_id(rw.id(), BPF_F_RDONLY).unwrap();
     assert_eq!(ro2.update_elem(Some(&k), &v, BPF_ANY), Err(Errno::EPERM));
     assert_eq!(rt.map_get_fd_by_id(rw.id(), 1).unwrap_err(), Errno::EINVAL);
-    assert_eq!(rt.map_get_fd_by_id(rw.id(), BPF_F_RDONLY | BPF_F_WRONLY).unwrap_err(), Errno::EINVAL);
-    assert_eq!(rt.map_get_fd_by_id(0x7fff_fff0, 0).unwrap_err(), Errno::ENOENT);
+    assert_eq!(
+        rt.map_get_fd_by_id(rw.id(), BPF_F_RDONLY | BPF_F_WRONLY)
+            .unwrap_err(),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        rt.map_get_fd_by_id(0x7fff_fff0, 0).unwrap_err(),
+        Errno::ENOENT
+    );
 }
 
 #[test]
@@ -116,12 +135,21 @@ fn element_command_generic_checks() {
     let k = 0u32.to_ne_bytes();
     let mut v = [0u8; 8];
     // kernel 6.18: lookup flags other than F_LOCK, and F_LOCK without a spin lock: EINVAL.
-    assert_eq!(a.lookup_elem(Some(&k), &mut v, BPF_NOEXIST), Err(Errno::EINVAL));
-    assert_eq!(a.lookup_elem(Some(&k), &mut v, BPF_F_LOCK), Err(Errno::EINVAL));
+    assert_eq!(
+        a.lookup_elem(Some(&k), &mut v, BPF_NOEXIST),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        a.lookup_elem(Some(&k), &mut v, BPF_F_LOCK),
+        Err(Errno::EINVAL)
+    );
     assert_eq!(a.update_elem(Some(&k), &v, BPF_F_LOCK), Err(Errno::EINVAL));
     assert_eq!(a.update_elem(Some(&k), &v, 8), Err(Errno::EINVAL));
     // Wrong buffer sizes are bpfnest's own EINVAL (the kernel reads what it needs).
-    assert_eq!(a.lookup_elem(Some(&k), &mut [0u8; 4], 0), Err(Errno::EINVAL));
+    assert_eq!(
+        a.lookup_elem(Some(&k), &mut [0u8; 4], 0),
+        Err(Errno::EINVAL)
+    );
     assert_eq!(a.update_elem(Some(&[0u8; 3]), &v, 0), Err(Errno::EINVAL));
     // kernel 6.18: freeze, then updates EPERM, lookups fine, a second freeze EPERM.
     assert_eq!(a.freeze(), Ok(()));
@@ -144,7 +172,10 @@ fn pins() {
     assert_eq!(rt.obj_get("/missing", 0).unwrap_err(), Errno::ENOENT);
     assert_eq!(rt.obj_get("/x", 1).unwrap_err(), Errno::EINVAL);
     let ro = rt.obj_get("/x", BPF_F_RDONLY).unwrap();
-    assert_eq!(ro.update_elem(Some(&0u32.to_ne_bytes()), &[0u8; 8], 0), Err(Errno::EPERM));
+    assert_eq!(
+        ro.update_elem(Some(&0u32.to_ne_bytes()), &[0u8; 8], 0),
+        Err(Errno::EPERM)
+    );
     drop(ro);
     // The pin keeps the map alive without any handle.
     drop(a);
@@ -155,7 +186,10 @@ fn pins() {
     let b = rt.map_create(&array()).unwrap();
     assert_eq!(rt.obj_pin(&b, "/dir/b"), Ok(()));
     assert_eq!(rt.unpin("/dir"), Err(Errno::ENOTEMPTY));
-    assert_eq!(rt.pinned_paths(), vec!["/dir/b".to_string(), "/x".to_string()]);
+    assert_eq!(
+        rt.pinned_paths(),
+        vec!["/dir/b".to_string(), "/x".to_string()]
+    );
     assert_eq!(rt.unpin("/dir/b"), Ok(()));
     assert_eq!(rt.unpin("/dir"), Ok(()));
     assert_eq!(rt.unpin("/x"), Ok(()));

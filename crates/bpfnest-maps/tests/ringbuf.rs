@@ -292,7 +292,7 @@ fn busy_record_blocks_consumer_and_commit_order_is_reserve_order() {
     fill(b, b"BBBBBBBB");
     fill(d, b"DDDDDDDD");
     assert_eq!(header(m, 0).0, BPF_RINGBUF_BUSY_BIT | 8);
-    // SAFETY (all three blocks below): each sample was reserved above and is committed once.
+    // SAFETY: B was reserved above and is committed once (as are A and D below).
     unsafe { ringbuf_submit(b, 0) };
     // A is still busy: nothing can be consumed, although B is committed.
     assert_eq!(c.next_record(), None);

@@ -28,37 +28,50 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The template fixes type, key/value size and flags of every inner map. BPF_F_INNER_MAP
     // lets inner arrays differ in max_entries.
-    let template = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 1).flags(BPF_F_INNER_MAP).name("tmpl"))?;
+    let template = rt.map_create(
+        &MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 1)
+            .flags(BPF_F_INNER_MAP)
+            .name("tmpl"),
+    )?;
     let outer = rt.map_create(
-        &MapAttr::new(BPF_MAP_TYPE_ARRAY_OF_MAPS, 4, 4, 4).inner_map(template.raw()).name("outer_arr"),
+        &MapAttr::new(BPF_MAP_TYPE_ARRAY_OF_MAPS, 4, 4, 4)
+            .inner_map(template.raw())
+            .name("outer_arr"),
     )?;
     drop(template); // the outer map keeps its own copy of the template
 
     let mut inners = Vec::new();
     for (n, size) in [(0u32, 2u32), (1, 4), (2, 8)] {
-        let inner = rt.map_create(
-            &MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, size).flags(BPF_F_INNER_MAP).name(&format!("inner{n}")),
+        let mut inner = rt.map_create(
+            &MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, size)
+                .flags(BPF_F_INNER_MAP)
+                .name(&format!("inner{n}")),
         )?;
-        let mut arr: Array<_, u64> = Array::new(&inner)?;
+        let mut arr: Array<_, u64> = Array::new(&mut inner)?;
         for i in 0..size {
             arr.set(i, u64::from(n * 100 + i), BPF_ANY)?;
         }
         inners.push(inner);
     }
-    let mut slots = ArrayOfMaps::new(&outer)?;
+    let mut slots = ArrayOfMaps::new(outer)?;
     slots.set(0, &inners[0], BPF_ANY)?;
     slots.set(2, &inners[1], BPF_ANY)?;
 
     let hash_tmpl = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_HASH, 4, 8, 16))?;
     let outer_hash = rt.map_create(
-        &MapAttr::new(BPF_MAP_TYPE_HASH_OF_MAPS, 4, 4, 8).inner_map(hash_tmpl.raw()).name("outer_hash"),
+        &MapAttr::new(BPF_MAP_TYPE_HASH_OF_MAPS, 4, 4, 8)
+            .inner_map(hash_tmpl.raw())
+            .name("outer_hash"),
     )?;
-    let mut by_name = HashOfMaps::<_, u32>::new(&outer_hash)?;
-    let mut counters: HashMap<_, u32, u64> = HashMap::new(&hash_tmpl)?;
+    let mut by_key = HashOfMaps::<_, u32>::new(outer_hash)?;
+    let mut counters: HashMap<_, u32, u64> = HashMap::new(hash_tmpl)?;
     counters.insert(7, 700, BPF_ANY)?;
-    by_name.insert(42, &hash_tmpl, BPF_ANY)?;
+    by_key.insert(42, counters.handle(), BPF_ANY)?;
 
-    for h in [&outer, &outer_hash].into_iter().chain(inners.iter()) {
+    for h in [slots.handle(), by_key.handle()]
+        .into_iter()
+        .chain(inners.iter())
+    {
         show(h);
     }
     println!("\nouter_arr slots (user space reads inner ids):");
@@ -72,10 +85,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("after swap, slot 0 -> id {:?}", slots.get(0)?);
 
     // A wrongly shaped map is refused with the kernel's errno.
-    let wrong = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 16, 4).flags(BPF_F_INNER_MAP))?;
+    let wrong =
+        rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 16, 4).flags(BPF_F_INNER_MAP))?;
     if let Err(e) = slots.set(1, &wrong, BPF_ANY) {
         println!("insert of a 16-byte-value array: {e}");
     }
-    println!("outer_hash key 42 -> id {:?}", by_name.get(&42)?);
+    println!("outer_hash key 42 -> id {:?}", by_key.get(&42)?);
+    for (k, v) in counters.iter().collect::<Result<Vec<_>, _>>()? {
+        println!("inner hash {} key {k} -> {v}", counters.handle().id());
+    }
     Ok(())
 }

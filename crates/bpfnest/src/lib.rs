@@ -5,29 +5,26 @@
 //! [`bpfnest_maps`]. Every error keeps the kernel's errno ([`MapError::errno`]).
 //!
 //! ```
-//! use bpfnest::maps::{Array, ArrayOfMaps, HashMap};
-//! use bpfnest::{MapAttr, Runtime, uapi::*};
+//! use bpfnest::maps::{Array, ArrayOfMaps};
+//! use bpfnest::{uapi::*, Errno, MapAttr, Runtime};
 //!
 //! let rt = Runtime::default();
-//! // A template and two inner arrays of the same shape.
+//! // The template fixes the shape of every inner map; the outer map keeps its own copy.
 //! let template = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 4))?;
 //! let outer = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY_OF_MAPS, 4, 4, 2).inner_map(template.raw()))?;
-//! drop(template); // the outer map keeps its own copy of the template
+//! drop(template);
 //!
-//! let inner = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 4))?;
-//! let mut values: Array<_, u64> = Array::try_from(&inner)?;
-//! values.set(1, 42, 0)?;
+//! let mut inner = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 4))?;
+//! Array::<_, u64>::new(&mut inner)?.set(1, 42, BPF_ANY)?;
 //!
-//! let mut slots = ArrayOfMaps::try_from(&outer)?;
-//! slots.set(0, &inner, 0)?;
+//! let mut slots = ArrayOfMaps::new(outer)?;
+//! slots.set(0, &inner, BPF_ANY)?;
 //! assert_eq!(slots.get(0)?, Some(inner.id())); // user space reads back the inner map's id
 //! assert_eq!(slots.get(1)?, None);
 //!
-//! // A wrong-shaped inner map is refused with the kernel's EINVAL.
+//! // A wrongly shaped inner map is refused with the kernel's EINVAL.
 //! let other = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_HASH, 4, 8, 4))?;
-//! let err = slots.set(1, &other, 0).unwrap_err();
-//! assert_eq!(err.errno(), Some(bpfnest::Errno::EINVAL));
-//! # let _ = HashMap::<_, u32, u64>::try_from(&other)?;
+//! assert_eq!(slots.set(1, &other, BPF_ANY).unwrap_err().errno(), Some(Errno::EINVAL));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]

@@ -57,7 +57,6 @@
 //!   are taken modulo `nr_cpus`, a per-CPU LRU then gives one node per CPU, unknown nodes are
 //!   ignored.
 
-
 use crate::primitive::{AtomicBool, AtomicU32, Ordering::Relaxed};
 
 /// Index of a preallocated hash element, `0..nr_elems`.

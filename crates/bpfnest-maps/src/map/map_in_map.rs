@@ -12,8 +12,8 @@
 //! Inner maps are stored as `*const BpfMap` slots owning one `refcnt` (never a user
 //! reference, so an inner map whose handles are all closed has `usercnt == 0`, as on Linux).
 
-use crate::errno::{Errno, Result};
 use crate::bpf_map::{BpfMap, MapMeta, MapRef};
+use crate::errno::{Errno, Result};
 use crate::object::FileTable;
 use crate::record::record_equal;
 use crate::uapi::*;
@@ -34,7 +34,10 @@ pub fn meta_alloc(files: &dyn FileTable, inner_fd: u32) -> Result<MapMeta> {
     if inner.excl {
         return Err(Errno::ENOTSUPP);
     }
-    let is_array = matches!(inner.map_type, BPF_MAP_TYPE_ARRAY | BPF_MAP_TYPE_PERCPU_ARRAY);
+    let is_array = matches!(
+        inner.map_type,
+        BPF_MAP_TYPE_ARRAY | BPF_MAP_TYPE_PERCPU_ARRAY
+    );
     Ok(MapMeta {
         map_type: inner.map_type,
         key_size: inner.key_size,
@@ -42,8 +45,16 @@ pub fn meta_alloc(files: &dyn FileTable, inner_fd: u32) -> Result<MapMeta> {
         map_flags: inner.map_flags,
         max_entries: inner.max_entries,
         record: inner.record.clone().filter(|r| !r.is_empty()),
-        index_mask: if is_array { array_index_mask(inner.max_entries) } else { 0 },
-        elem_size: if is_array { round_up8(inner.value_size as u64) as u32 } else { 0 },
+        index_mask: if is_array {
+            array_index_mask(inner.max_entries)
+        } else {
+            0
+        },
+        elem_size: if is_array {
+            round_up8(inner.value_size as u64) as u32
+        } else {
+            0
+        },
         bypass_spec_v1: is_array && inner.bypass_spec_v1,
         type_ops: inner.type_ops,
     })

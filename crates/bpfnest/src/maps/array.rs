@@ -19,8 +19,16 @@ pub struct Array<T, V> {
 impl<T: Borrow<MapHandle>, V: Pod> Array<T, V> {
     /// Checks the map's type and sizes.
     pub fn new(map: T) -> Result<Self, MapError> {
-        check_map(map.borrow(), &[BPF_MAP_TYPE_ARRAY], Some(4), Some(size_of::<V>()))?;
-        Ok(Array { map, _v: PhantomData })
+        check_map(
+            map.borrow(),
+            &[BPF_MAP_TYPE_ARRAY],
+            Some(4),
+            Some(size_of::<V>()),
+        )?;
+        Ok(Array {
+            map,
+            _v: PhantomData,
+        })
     }
 
     /// `max_entries`.
@@ -37,8 +45,12 @@ impl<T: Borrow<MapHandle>, V: Pod> Array<T, V> {
     pub fn get(&self, index: u32, flags: u64) -> Result<V, MapError> {
         let h = self.map.borrow();
         let mut v = V::zeroed();
-        h.lookup_elem(Some(&index.to_ne_bytes()), bytemuck::bytes_of_mut(&mut v), flags)
-            .map_err(op_err(h, "BPF_MAP_LOOKUP_ELEM"))?;
+        h.lookup_elem(
+            Some(&index.to_ne_bytes()),
+            bytemuck::bytes_of_mut(&mut v),
+            flags,
+        )
+        .map_err(op_err(h, "BPF_MAP_LOOKUP_ELEM"))?;
         Ok(v)
     }
 
@@ -58,8 +70,12 @@ impl<T: BorrowMut<MapHandle>, V: Pod> Array<T, V> {
     /// Out of range gives `E2BIG`; `BPF_NOEXIST` gives `EEXIST`, as every slot exists.
     pub fn set(&mut self, index: u32, value: impl Borrow<V>, flags: u64) -> Result<(), MapError> {
         let h = self.map.borrow_mut();
-        h.update_elem(Some(&index.to_ne_bytes()), bytemuck::bytes_of(value.borrow()), flags)
-            .map_err(op_err(h, "BPF_MAP_UPDATE_ELEM"))
+        h.update_elem(
+            Some(&index.to_ne_bytes()),
+            bytemuck::bytes_of(value.borrow()),
+            flags,
+        )
+        .map_err(op_err(h, "BPF_MAP_UPDATE_ELEM"))
     }
 }
 

@@ -19,8 +19,16 @@ pub struct BloomFilter<T, V> {
 impl<T: Borrow<MapHandle>, V: Pod> BloomFilter<T, V> {
     /// Checks the map's type and value size.
     pub fn new(map: T) -> Result<Self, MapError> {
-        check_map(map.borrow(), &[BPF_MAP_TYPE_BLOOM_FILTER], Some(0), Some(size_of::<V>()))?;
-        Ok(BloomFilter { map, _v: PhantomData })
+        check_map(
+            map.borrow(),
+            &[BPF_MAP_TYPE_BLOOM_FILTER],
+            Some(0),
+            Some(size_of::<V>()),
+        )?;
+        Ok(BloomFilter {
+            map,
+            _v: PhantomData,
+        })
     }
 
     /// Whether `value` may be in the set (false positives possible, false negatives not).
@@ -30,7 +38,11 @@ impl<T: Borrow<MapHandle>, V: Pod> BloomFilter<T, V> {
         match h.lookup_elem(None, bytemuck::bytes_of_mut(&mut v), 0) {
             Ok(()) => Ok(true),
             Err(Errno::ENOENT) => Ok(false),
-            Err(errno) => Err(MapError::Op { op: "BPF_MAP_LOOKUP_ELEM", map_id: h.id(), errno }),
+            Err(errno) => Err(MapError::Op {
+                op: "BPF_MAP_LOOKUP_ELEM",
+                map_id: h.id(),
+                errno,
+            }),
         }
     }
 }
@@ -40,7 +52,11 @@ impl<T: BorrowMut<MapHandle>, V: Pod> BloomFilter<T, V> {
     pub fn insert(&mut self, value: impl Borrow<V>, flags: u64) -> Result<(), MapError> {
         let h = self.map.borrow_mut();
         h.update_elem(None, bytemuck::bytes_of(value.borrow()), flags)
-            .map_err(|errno| MapError::Op { op: "BPF_MAP_UPDATE_ELEM", map_id: h.id(), errno })
+            .map_err(|errno| MapError::Op {
+                op: "BPF_MAP_UPDATE_ELEM",
+                map_id: h.id(),
+                errno,
+            })
     }
 }
 

@@ -21,8 +21,16 @@ pub struct HashMap<T, K, V> {
 impl<T: Borrow<MapHandle>, K: Pod, V: Pod> HashMap<T, K, V> {
     /// Checks the map's type and sizes.
     pub fn new(map: T) -> Result<Self, MapError> {
-        check_map(map.borrow(), &[BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH], Some(size_of::<K>()), Some(size_of::<V>()))?;
-        Ok(HashMap { map, _kv: PhantomData })
+        check_map(
+            map.borrow(),
+            &[BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH],
+            Some(size_of::<K>()),
+            Some(size_of::<V>()),
+        )?;
+        Ok(HashMap {
+            map,
+            _kv: PhantomData,
+        })
     }
 
     /// The value for `key`, `None` if absent.
@@ -30,8 +38,12 @@ impl<T: Borrow<MapHandle>, K: Pod, V: Pod> HashMap<T, K, V> {
         let h = self.map.borrow();
         let mut v = V::zeroed();
         enoent_none(
-            h.lookup_elem(Some(bytemuck::bytes_of(key)), bytemuck::bytes_of_mut(&mut v), flags)
-                .map_err(op_err(h, "BPF_MAP_LOOKUP_ELEM")),
+            h.lookup_elem(
+                Some(bytemuck::bytes_of(key)),
+                bytemuck::bytes_of_mut(&mut v),
+                flags,
+            )
+            .map_err(op_err(h, "BPF_MAP_LOOKUP_ELEM")),
         )
         .map(|o| o.map(|()| v))
     }
@@ -39,6 +51,11 @@ impl<T: Borrow<MapHandle>, K: Pod, V: Pod> HashMap<T, K, V> {
     /// Keys in the kernel's iteration order (bucket order).
     pub fn keys(&self) -> impl Iterator<Item = Result<K, MapError>> + '_ {
         keys::<K, T>(&self.map)
+    }
+
+    /// The underlying handle.
+    pub fn handle(&self) -> &MapHandle {
+        self.map.borrow()
     }
 
     /// `(key, value)` pairs in iteration order; keys deleted meanwhile are skipped.
@@ -52,16 +69,26 @@ impl<T: Borrow<MapHandle>, K: Pod, V: Pod> HashMap<T, K, V> {
 
 impl<T: BorrowMut<MapHandle>, K: Pod, V: Pod> HashMap<T, K, V> {
     /// Inserts or replaces (`flags`: `BPF_ANY`, `BPF_NOEXIST`, `BPF_EXIST`, `BPF_F_LOCK`).
-    pub fn insert(&mut self, key: impl Borrow<K>, value: impl Borrow<V>, flags: u64) -> Result<(), MapError> {
+    pub fn insert(
+        &mut self,
+        key: impl Borrow<K>,
+        value: impl Borrow<V>,
+        flags: u64,
+    ) -> Result<(), MapError> {
         let h = self.map.borrow_mut();
-        h.update_elem(Some(bytemuck::bytes_of(key.borrow())), bytemuck::bytes_of(value.borrow()), flags)
-            .map_err(op_err(h, "BPF_MAP_UPDATE_ELEM"))
+        h.update_elem(
+            Some(bytemuck::bytes_of(key.borrow())),
+            bytemuck::bytes_of(value.borrow()),
+            flags,
+        )
+        .map_err(op_err(h, "BPF_MAP_UPDATE_ELEM"))
     }
 
     /// Removes `key` (`ENOENT` if absent).
     pub fn remove(&mut self, key: &K) -> Result<(), MapError> {
         let h = self.map.borrow_mut();
-        h.delete_elem(Some(bytemuck::bytes_of(key))).map_err(op_err(h, "BPF_MAP_DELETE_ELEM"))
+        h.delete_elem(Some(bytemuck::bytes_of(key)))
+            .map_err(op_err(h, "BPF_MAP_DELETE_ELEM"))
     }
 }
 
@@ -85,15 +112,21 @@ impl<T: Borrow<MapHandle>, K: Pod, V: Pod> PerCpuHashMap<T, K, V> {
             Some(size_of::<K>()),
             Some(size_of::<V>()),
         )?;
-        Ok(PerCpuHashMap { map, _kv: PhantomData })
+        Ok(PerCpuHashMap {
+            map,
+            _kv: PhantomData,
+        })
     }
 
     /// Every CPU's value for `key`, `None` if absent.
     pub fn get(&self, key: &K, flags: u64) -> Result<Option<PerCpuValues<V>>, MapError> {
         let h = self.map.borrow();
         let mut buf = vec![0u8; buf_len::<V>(h)];
-        enoent_none(h.lookup_elem(Some(bytemuck::bytes_of(key)), &mut buf, flags).map_err(op_err(h, "BPF_MAP_LOOKUP_ELEM")))
-            .map(|o| o.map(|()| PerCpuValues::from_bytes(&buf)))
+        enoent_none(
+            h.lookup_elem(Some(bytemuck::bytes_of(key)), &mut buf, flags)
+                .map_err(op_err(h, "BPF_MAP_LOOKUP_ELEM")),
+        )
+        .map(|o| o.map(|()| PerCpuValues::from_bytes(&buf)))
     }
 
     /// Keys in iteration order.
@@ -104,20 +137,33 @@ impl<T: Borrow<MapHandle>, K: Pod, V: Pod> PerCpuHashMap<T, K, V> {
 
 impl<T: BorrowMut<MapHandle>, K: Pod, V: Pod> PerCpuHashMap<T, K, V> {
     /// Inserts or replaces every CPU's value for `key`.
-    pub fn insert(&mut self, key: impl Borrow<K>, values: PerCpuValues<V>, flags: u64) -> Result<(), MapError> {
+    pub fn insert(
+        &mut self,
+        key: impl Borrow<K>,
+        values: PerCpuValues<V>,
+        flags: u64,
+    ) -> Result<(), MapError> {
         let h = self.map.borrow_mut();
         let nr_cpus = h.runtime().nr_cpus() as usize;
         if values.len() != nr_cpus {
-            return Err(MapError::InvalidCpuCount { got: values.len(), nr_cpus });
+            return Err(MapError::InvalidCpuCount {
+                got: values.len(),
+                nr_cpus,
+            });
         }
-        h.update_elem(Some(bytemuck::bytes_of(key.borrow())), &values.to_bytes(), flags)
-            .map_err(op_err(h, "BPF_MAP_UPDATE_ELEM"))
+        h.update_elem(
+            Some(bytemuck::bytes_of(key.borrow())),
+            &values.to_bytes(),
+            flags,
+        )
+        .map_err(op_err(h, "BPF_MAP_UPDATE_ELEM"))
     }
 
     /// Removes `key`.
     pub fn remove(&mut self, key: &K) -> Result<(), MapError> {
         let h = self.map.borrow_mut();
-        h.delete_elem(Some(bytemuck::bytes_of(key))).map_err(op_err(h, "BPF_MAP_DELETE_ELEM"))
+        h.delete_elem(Some(bytemuck::bytes_of(key)))
+            .map_err(op_err(h, "BPF_MAP_DELETE_ELEM"))
     }
 }
 

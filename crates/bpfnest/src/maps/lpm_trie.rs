@@ -36,7 +36,10 @@ impl<K: Pod> Key<K> {
     }
     fn from_bytes(b: &[u8]) -> Self {
         let (p, d) = b.split_at(4);
-        Key { prefix_len: u32::from_ne_bytes([p[0], p[1], p[2], p[3]]), data: bytemuck::pod_read_unaligned(d) }
+        Key {
+            prefix_len: u32::from_ne_bytes([p[0], p[1], p[2], p[3]]),
+            data: bytemuck::pod_read_unaligned(d),
+        }
     }
 }
 
@@ -51,8 +54,16 @@ pub struct LpmTrie<T, K, V> {
 impl<T: Borrow<MapHandle>, K: Pod, V: Pod> LpmTrie<T, K, V> {
     /// Checks the map's type and sizes.
     pub fn new(map: T) -> Result<Self, MapError> {
-        check_map(map.borrow(), &[BPF_MAP_TYPE_LPM_TRIE], Some(4 + size_of::<K>()), Some(size_of::<V>()))?;
-        Ok(LpmTrie { map, _kv: PhantomData })
+        check_map(
+            map.borrow(),
+            &[BPF_MAP_TYPE_LPM_TRIE],
+            Some(4 + size_of::<K>()),
+            Some(size_of::<V>()),
+        )?;
+        Ok(LpmTrie {
+            map,
+            _kv: PhantomData,
+        })
     }
 
     /// The value of the longest prefix matching `key`, `None` if none matches.
@@ -88,7 +99,11 @@ impl<T: Borrow<MapHandle>, K: Pod, V: Pod> LpmTrie<T, K, V> {
                 }
                 Err(errno) => {
                     done = true;
-                    Some(Err(MapError::Op { op: "BPF_MAP_GET_NEXT_KEY", map_id: h.id(), errno }))
+                    Some(Err(MapError::Op {
+                        op: "BPF_MAP_GET_NEXT_KEY",
+                        map_id: h.id(),
+                        errno,
+                    }))
                 }
             }
         })
@@ -97,16 +112,26 @@ impl<T: Borrow<MapHandle>, K: Pod, V: Pod> LpmTrie<T, K, V> {
 
 impl<T: BorrowMut<MapHandle>, K: Pod, V: Pod> LpmTrie<T, K, V> {
     /// Inserts or replaces the value for a prefix.
-    pub fn insert(&mut self, key: &Key<K>, value: impl Borrow<V>, flags: u64) -> Result<(), MapError> {
+    pub fn insert(
+        &mut self,
+        key: &Key<K>,
+        value: impl Borrow<V>,
+        flags: u64,
+    ) -> Result<(), MapError> {
         let h = self.map.borrow_mut();
-        h.update_elem(Some(&key.to_bytes()), bytemuck::bytes_of(value.borrow()), flags)
-            .map_err(op_err(h, "BPF_MAP_UPDATE_ELEM"))
+        h.update_elem(
+            Some(&key.to_bytes()),
+            bytemuck::bytes_of(value.borrow()),
+            flags,
+        )
+        .map_err(op_err(h, "BPF_MAP_UPDATE_ELEM"))
     }
 
     /// Removes a prefix.
     pub fn remove(&mut self, key: &Key<K>) -> Result<(), MapError> {
         let h = self.map.borrow_mut();
-        h.delete_elem(Some(&key.to_bytes())).map_err(op_err(h, "BPF_MAP_DELETE_ELEM"))
+        h.delete_elem(Some(&key.to_bytes()))
+            .map_err(op_err(h, "BPF_MAP_DELETE_ELEM"))
     }
 }
 

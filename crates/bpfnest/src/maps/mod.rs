@@ -91,19 +91,32 @@ impl MapError {
 }
 
 /// Checks the map type and key/value sizes of a handle once, at view construction.
-pub(crate) fn check_map(h: &MapHandle, types: &[u32], key: Option<usize>, value: Option<usize>) -> Result<(), MapError> {
+pub(crate) fn check_map(
+    h: &MapHandle,
+    types: &[u32],
+    key: Option<usize>,
+    value: Option<usize>,
+) -> Result<(), MapError> {
     let info = h.info();
     if !types.contains(&info.map_type) {
-        return Err(MapError::InvalidMapType { map_type: info.map_type });
+        return Err(MapError::InvalidMapType {
+            map_type: info.map_type,
+        });
     }
     if let Some(k) = key {
         if k != info.key_size as usize {
-            return Err(MapError::InvalidKeySize { size: k, expected: info.key_size as usize });
+            return Err(MapError::InvalidKeySize {
+                size: k,
+                expected: info.key_size as usize,
+            });
         }
     }
     if let Some(v) = value {
         if v != info.value_size as usize {
-            return Err(MapError::InvalidValueSize { size: v, expected: info.value_size as usize });
+            return Err(MapError::InvalidValueSize {
+                size: v,
+                expected: info.value_size as usize,
+            });
         }
     }
     Ok(())
@@ -119,13 +132,18 @@ pub(crate) fn op_err(h: &MapHandle, op: &'static str) -> impl FnOnce(Errno) -> M
 pub(crate) fn enoent_none<T>(r: Result<T, MapError>) -> Result<Option<T>, MapError> {
     match r {
         Ok(v) => Ok(Some(v)),
-        Err(MapError::Op { errno: Errno::ENOENT, .. }) => Ok(None),
+        Err(MapError::Op {
+            errno: Errno::ENOENT,
+            ..
+        }) => Ok(None),
         Err(e) => Err(e),
     }
 }
 
 /// Iterates a map's keys with `BPF_MAP_GET_NEXT_KEY` (`bpf_map_get_next_key` loops).
-pub(crate) fn keys<K: Pod, T: Borrow<MapHandle>>(map: &T) -> impl Iterator<Item = Result<K, MapError>> + '_ {
+pub(crate) fn keys<K: Pod, T: Borrow<MapHandle>>(
+    map: &T,
+) -> impl Iterator<Item = Result<K, MapError>> + '_ {
     let mut prev: Option<K> = None;
     let mut done = false;
     std::iter::from_fn(move || {
@@ -134,7 +152,10 @@ pub(crate) fn keys<K: Pod, T: Borrow<MapHandle>>(map: &T) -> impl Iterator<Item 
         }
         let h = map.borrow();
         let mut next = K::zeroed();
-        let r = h.get_next_key(prev.as_ref().map(bytemuck::bytes_of), bytemuck::bytes_of_mut(&mut next));
+        let r = h.get_next_key(
+            prev.as_ref().map(bytemuck::bytes_of),
+            bytemuck::bytes_of_mut(&mut next),
+        );
         match r {
             Ok(()) => {
                 prev = Some(next);
@@ -146,7 +167,11 @@ pub(crate) fn keys<K: Pod, T: Borrow<MapHandle>>(map: &T) -> impl Iterator<Item 
             }
             Err(errno) => {
                 done = true;
-                Some(Err(MapError::Op { op: "BPF_MAP_GET_NEXT_KEY", map_id: h.id(), errno }))
+                Some(Err(MapError::Op {
+                    op: "BPF_MAP_GET_NEXT_KEY",
+                    map_id: h.id(),
+                    errno,
+                }))
             }
         }
     })

@@ -19,7 +19,12 @@ pub struct ArrayOfMaps<T> {
 impl<T: Borrow<MapHandle>> ArrayOfMaps<T> {
     /// Checks the map's type.
     pub fn new(map: T) -> Result<Self, MapError> {
-        check_map(map.borrow(), &[BPF_MAP_TYPE_ARRAY_OF_MAPS], Some(4), Some(4))?;
+        check_map(
+            map.borrow(),
+            &[BPF_MAP_TYPE_ARRAY_OF_MAPS],
+            Some(4),
+            Some(4),
+        )?;
         Ok(ArrayOfMaps { map })
     }
 
@@ -27,13 +32,21 @@ impl<T: Borrow<MapHandle>> ArrayOfMaps<T> {
     pub fn get(&self, index: u32) -> Result<Option<u32>, MapError> {
         let h = self.map.borrow();
         let mut id = [0u8; 4];
-        enoent_none(h.lookup_elem(Some(&index.to_ne_bytes()), &mut id, 0).map_err(op_err(h, "BPF_MAP_LOOKUP_ELEM")))
-            .map(|o| o.map(|()| u32::from_ne_bytes(id)))
+        enoent_none(
+            h.lookup_elem(Some(&index.to_ne_bytes()), &mut id, 0)
+                .map_err(op_err(h, "BPF_MAP_LOOKUP_ELEM")),
+        )
+        .map(|o| o.map(|()| u32::from_ne_bytes(id)))
     }
 
     /// `max_entries`.
     pub fn len(&self) -> u32 {
         self.map.borrow().info().max_entries
+    }
+
+    /// The underlying handle.
+    pub fn handle(&self) -> &MapHandle {
+        self.map.borrow()
     }
 
     /// Whether the outer map has no slots (never).
@@ -47,14 +60,19 @@ impl<T: BorrowMut<MapHandle>> ArrayOfMaps<T> {
     /// map that was there before. `flags` must be `BPF_ANY` (the kernel rejects the others).
     pub fn set(&mut self, index: u32, inner: &MapHandle, flags: u64) -> Result<(), MapError> {
         let h = self.map.borrow_mut();
-        h.update_elem(Some(&index.to_ne_bytes()), &inner.raw().to_ne_bytes(), flags)
-            .map_err(op_err(h, "BPF_MAP_UPDATE_ELEM"))
+        h.update_elem(
+            Some(&index.to_ne_bytes()),
+            &inner.raw().to_ne_bytes(),
+            flags,
+        )
+        .map_err(op_err(h, "BPF_MAP_UPDATE_ELEM"))
     }
 
     /// Empties slot `index` (`ENOENT` if already empty, `E2BIG` out of range).
     pub fn clear_index(&mut self, index: u32) -> Result<(), MapError> {
         let h = self.map.borrow_mut();
-        h.delete_elem(Some(&index.to_ne_bytes())).map_err(op_err(h, "BPF_MAP_DELETE_ELEM"))
+        h.delete_elem(Some(&index.to_ne_bytes()))
+            .map_err(op_err(h, "BPF_MAP_DELETE_ELEM"))
     }
 }
 
@@ -69,37 +87,63 @@ pub struct HashOfMaps<T, K> {
 impl<T: Borrow<MapHandle>, K: Pod> HashOfMaps<T, K> {
     /// Checks the map's type and key size.
     pub fn new(map: T) -> Result<Self, MapError> {
-        check_map(map.borrow(), &[BPF_MAP_TYPE_HASH_OF_MAPS], Some(size_of::<K>()), Some(4))?;
-        Ok(HashOfMaps { map, _k: PhantomData })
+        check_map(
+            map.borrow(),
+            &[BPF_MAP_TYPE_HASH_OF_MAPS],
+            Some(size_of::<K>()),
+            Some(4),
+        )?;
+        Ok(HashOfMaps {
+            map,
+            _k: PhantomData,
+        })
     }
 
     /// The id of the inner map under `key`, `None` if absent.
     pub fn get(&self, key: &K) -> Result<Option<u32>, MapError> {
         let h = self.map.borrow();
         let mut id = [0u8; 4];
-        enoent_none(h.lookup_elem(Some(bytemuck::bytes_of(key)), &mut id, 0).map_err(op_err(h, "BPF_MAP_LOOKUP_ELEM")))
-            .map(|o| o.map(|()| u32::from_ne_bytes(id)))
+        enoent_none(
+            h.lookup_elem(Some(bytemuck::bytes_of(key)), &mut id, 0)
+                .map_err(op_err(h, "BPF_MAP_LOOKUP_ELEM")),
+        )
+        .map(|o| o.map(|()| u32::from_ne_bytes(id)))
     }
 
     /// Keys in iteration order.
     pub fn keys(&self) -> impl Iterator<Item = Result<K, MapError>> + '_ {
         keys::<K, T>(&self.map)
     }
+
+    /// The underlying handle.
+    pub fn handle(&self) -> &MapHandle {
+        self.map.borrow()
+    }
 }
 
 impl<T: BorrowMut<MapHandle>, K: Pod> HashOfMaps<T, K> {
     /// Inserts or replaces the inner map under `key` (`BPF_ANY`, `BPF_NOEXIST`, `BPF_EXIST`).
     /// Returns once no non-sleepable program can still see a replaced map.
-    pub fn insert(&mut self, key: impl Borrow<K>, inner: &MapHandle, flags: u64) -> Result<(), MapError> {
+    pub fn insert(
+        &mut self,
+        key: impl Borrow<K>,
+        inner: &MapHandle,
+        flags: u64,
+    ) -> Result<(), MapError> {
         let h = self.map.borrow_mut();
-        h.update_elem(Some(bytemuck::bytes_of(key.borrow())), &inner.raw().to_ne_bytes(), flags)
-            .map_err(op_err(h, "BPF_MAP_UPDATE_ELEM"))
+        h.update_elem(
+            Some(bytemuck::bytes_of(key.borrow())),
+            &inner.raw().to_ne_bytes(),
+            flags,
+        )
+        .map_err(op_err(h, "BPF_MAP_UPDATE_ELEM"))
     }
 
     /// Removes `key`.
     pub fn remove(&mut self, key: &K) -> Result<(), MapError> {
         let h = self.map.borrow_mut();
-        h.delete_elem(Some(bytemuck::bytes_of(key))).map_err(op_err(h, "BPF_MAP_DELETE_ELEM"))
+        h.delete_elem(Some(bytemuck::bytes_of(key)))
+            .map_err(op_err(h, "BPF_MAP_DELETE_ELEM"))
     }
 }
 

@@ -22,7 +22,11 @@ impl<V: Pod> PerCpuValues<V> {
     /// Splits the kernel's layout (`round_up(size_of V, 8)` bytes per CPU).
     pub(crate) fn from_bytes(buf: &[u8]) -> Self {
         let stride = round_up8(size_of::<V>() as u64) as usize;
-        PerCpuValues(buf.chunks(stride).map(|c| bytemuck::pod_read_unaligned(&c[..size_of::<V>()])).collect())
+        PerCpuValues(
+            buf.chunks(stride)
+                .map(|c| bytemuck::pod_read_unaligned(&c[..size_of::<V>()]))
+                .collect(),
+        )
     }
 
     /// Builds the kernel's layout.
@@ -58,8 +62,16 @@ pub struct PerCpuArray<T, V> {
 impl<T: Borrow<MapHandle>, V: Pod> PerCpuArray<T, V> {
     /// Checks the map's type and sizes.
     pub fn new(map: T) -> Result<Self, MapError> {
-        check_map(map.borrow(), &[BPF_MAP_TYPE_PERCPU_ARRAY], Some(4), Some(size_of::<V>()))?;
-        Ok(PerCpuArray { map, _v: PhantomData })
+        check_map(
+            map.borrow(),
+            &[BPF_MAP_TYPE_PERCPU_ARRAY],
+            Some(4),
+            Some(size_of::<V>()),
+        )?;
+        Ok(PerCpuArray {
+            map,
+            _v: PhantomData,
+        })
     }
 
     /// `max_entries`.
@@ -76,7 +88,8 @@ impl<T: Borrow<MapHandle>, V: Pod> PerCpuArray<T, V> {
     pub fn get(&self, index: u32, flags: u64) -> Result<PerCpuValues<V>, MapError> {
         let h = self.map.borrow();
         let mut buf = vec![0u8; buf_len::<V>(h)];
-        h.lookup_elem(Some(&index.to_ne_bytes()), &mut buf, flags).map_err(op_err(h, "BPF_MAP_LOOKUP_ELEM"))?;
+        h.lookup_elem(Some(&index.to_ne_bytes()), &mut buf, flags)
+            .map_err(op_err(h, "BPF_MAP_LOOKUP_ELEM"))?;
         Ok(PerCpuValues::from_bytes(&buf))
     }
 }
@@ -87,9 +100,13 @@ impl<T: BorrowMut<MapHandle>, V: Pod> PerCpuArray<T, V> {
         let h = self.map.borrow_mut();
         let nr_cpus = h.runtime().nr_cpus() as usize;
         if values.len() != nr_cpus {
-            return Err(MapError::InvalidCpuCount { got: values.len(), nr_cpus });
+            return Err(MapError::InvalidCpuCount {
+                got: values.len(),
+                nr_cpus,
+            });
         }
-        h.update_elem(Some(&index.to_ne_bytes()), &values.to_bytes(), flags).map_err(op_err(h, "BPF_MAP_UPDATE_ELEM"))
+        h.update_elem(Some(&index.to_ne_bytes()), &values.to_bytes(), flags)
+            .map_err(op_err(h, "BPF_MAP_UPDATE_ELEM"))
     }
 }
 

@@ -22,15 +22,21 @@ macro_rules! fifo_view {
             /// Checks the map's type and value size.
             pub fn new(map: T) -> Result<Self, MapError> {
                 check_map(map.borrow(), &[$ty], Some(0), Some(size_of::<V>()))?;
-                Ok($name { map, _v: PhantomData })
+                Ok($name {
+                    map,
+                    _v: PhantomData,
+                })
             }
 
             /// The next value without removing it, `None` if empty.
             pub fn peek(&self) -> Result<Option<V>, MapError> {
                 let h = self.map.borrow();
                 let mut v = V::zeroed();
-                enoent_none(h.lookup_elem(None, bytemuck::bytes_of_mut(&mut v), 0).map_err(op_err(h, "BPF_MAP_LOOKUP_ELEM")))
-                    .map(|o| o.map(|()| v))
+                enoent_none(
+                    h.lookup_elem(None, bytemuck::bytes_of_mut(&mut v), 0)
+                        .map_err(op_err(h, "BPF_MAP_LOOKUP_ELEM")),
+                )
+                .map(|o| o.map(|()| v))
             }
         }
 
@@ -38,7 +44,8 @@ macro_rules! fifo_view {
             /// Pushes `value` (`BPF_EXIST` overwrites the oldest value when full).
             pub fn push(&mut self, value: impl Borrow<V>, flags: u64) -> Result<(), MapError> {
                 let h = self.map.borrow_mut();
-                h.update_elem(None, bytemuck::bytes_of(value.borrow()), flags).map_err(op_err(h, "BPF_MAP_UPDATE_ELEM"))
+                h.update_elem(None, bytemuck::bytes_of(value.borrow()), flags)
+                    .map_err(op_err(h, "BPF_MAP_UPDATE_ELEM"))
             }
 
             /// Removes and returns the next value, `None` if empty.
@@ -57,5 +64,15 @@ macro_rules! fifo_view {
     };
 }
 
-fifo_view!(Queue, BPF_MAP_TYPE_QUEUE, "BPF_MAP_TYPE_QUEUE", "A typed view of a `BPF_MAP_TYPE_QUEUE` (FIFO).");
-fifo_view!(Stack, BPF_MAP_TYPE_STACK, "BPF_MAP_TYPE_STACK", "A typed view of a `BPF_MAP_TYPE_STACK` (LIFO).");
+fifo_view!(
+    Queue,
+    BPF_MAP_TYPE_QUEUE,
+    "BPF_MAP_TYPE_QUEUE",
+    "A typed view of a `BPF_MAP_TYPE_QUEUE` (FIFO)."
+);
+fifo_view!(
+    Stack,
+    BPF_MAP_TYPE_STACK,
+    "BPF_MAP_TYPE_STACK",
+    "A typed view of a `BPF_MAP_TYPE_STACK` (LIFO)."
+);

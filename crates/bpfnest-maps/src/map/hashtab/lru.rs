@@ -217,6 +217,11 @@ impl HtabTable for LruPercpuHtabMap {
 }
 
 impl MapOps for LruHtabMap {
+    /// A per-CPU LRU's rounded element count (`htab->map.max_entries = roundup(..)`).
+    fn max_entries(&self) -> Option<u32> {
+        Some(self.0.htab.max_entries)
+    }
+
     htab_common_ops!();
 
     /// `htab_lru_map_lookup_elem`: sets the reference bit. Context: program.
@@ -303,6 +308,11 @@ impl MapOps for LruHtabMap {
 }
 
 impl MapOps for LruPercpuHtabMap {
+    /// A per-CPU LRU's rounded element count (`htab->map.max_entries = roundup(..)`).
+    fn max_entries(&self) -> Option<u32> {
+        Some(self.0.htab.max_entries)
+    }
+
     htab_common_ops!();
 
     /// `htab_lru_percpu_map_lookup_elem`: the current CPU's value; sets the reference bit.

@@ -38,8 +38,9 @@
 //! * HASH keeps one spare element per possible CPU for replacing a key in a full table
 //!   (`extra_elems`); PERCPU, LRU and HASH_OF_MAPS update in place or through the LRU instead.
 //! * `BPF_F_NO_PREALLOC` tables allocate per insert (`E2BIG` past `max_entries`) and free an
-//!   unlinked element after a tasks-trace and a normal grace period, as `bpf_mem_alloc` does,
-//!   so readers of either flavour never see freed memory.
+//!   unlinked element after a tasks-trace and then a normal grace period (`bpf_mem_alloc` hands
+//!   memory back only after both), so readers of either flavour, sleepable programs included,
+//!   never see freed memory.
 //! * LRU tables take free elements from [`crate::map::lru_list::BpfLru`]; lock order is LRU
 //!   then bucket, so the LRU is only called with no bucket lock held.
 //!
@@ -51,10 +52,10 @@
 //!   reports the rounded value in `BPF_OBJ_GET_INFO_BY_FD`. The table uses the rounded count,
 //!   but `crate::syscall` fills the map header from the attributes, so info shows the value
 //!   asked for until the core lets `map_alloc` adjust it.
-//! * A program inserting a per-CPU key copies `value_size` bytes and zeroes its slot's padding;
-//!   the kernel copies the rounded size from the program's buffer.
 //! * Spare elements are per "CPU number" with a lock each, since user-space threads may share
 //!   a number; the kernel relies on disabled preemption.
+//! * `bpf_mem_alloc` may also hand a freed NO_PREALLOC element to the next insert on the same
+//!   CPU at once; here every insert gets fresh zeroed memory (not observable from user space).
 
 use crate::attr::MapAttr;
 use crate::bpf_map::BpfMap;

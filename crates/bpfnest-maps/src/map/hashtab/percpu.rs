@@ -4,8 +4,9 @@
 //!
 //! Each element carries one `round_up(value_size, 8)` slot per possible CPU. User space reads
 //! and writes every slot, rounded size included (`copy_map_value_long`), so padding bytes
-//! written by a syscall come back from a lookup. A program reads and writes its own CPU's slot;
-//! a program inserting a key zeroes the other CPUs' values (`pcpu_init_value`).
+//! written by a syscall come back from a lookup. A program reads and writes `value_size` bytes
+//! of its own CPU's slot; a program inserting a key zeroes the other CPUs' values
+//! (`pcpu_init_value`), padding excluded.
 
 use core::ptr::NonNull;
 
@@ -15,7 +16,6 @@ use crate::bpf_map::BpfMap;
 use crate::errno::{Errno, Result};
 use crate::ops::{BatchArgs, InlineLookup, MapOps, OpCtx};
 use crate::record::{copy_map_value_in, BtfRecord};
-use crate::storage::zero_value;
 use crate::syscall::{generic_map_delete_batch, generic_map_update_batch};
 use crate::uapi::*;
 
@@ -52,9 +52,9 @@ impl Htab {
     }
 
     /// `pcpu_init_value`: the values of a new element. From a program, the current CPU gets
-    /// the value (its padding zeroed) and every other CPU a zeroed value, so a program can rely
-    /// on what other CPUs start from; special fields are left alone (the element may be a
-    /// reused preallocated one).
+    /// the value and every other CPU a zeroed value, so a program can rely on what other CPUs
+    /// start from. Only `value_size` bytes are written either way: the padding of a reused
+    /// preallocated element keeps what it held (kernel 6.18), and special fields are left alone.
     pub(super) fn pcpu_init_value(
         &self,
         rec: Option<&BtfRecord>,
@@ -70,12 +70,8 @@ impl Htab {
         for c in 0..self.nr_cpus {
             let slot = self.pcpu_ptr(e, c);
             if c == cur {
-                // SAFETY: a live, 8-aligned slot of `pcpu_size >= value.len()` bytes; the
-                // padding after `value_size` holds no special field.
-                unsafe {
-                    copy_map_value_in(rec, slot, value);
-                    zero_value(slot.add(value.len()), self.pcpu_size - value.len());
-                }
+                // SAFETY: a live, 8-aligned slot of `pcpu_size >= value.len()` bytes.
+                unsafe { copy_map_value_in(rec, slot, value) };
             } else {
                 // SAFETY: as above.
                 unsafe { zero_map_value(rec, slot, self.value_size) };
