@@ -193,6 +193,11 @@ impl BpfMap {
     pub fn refcnt(&self) -> u64 {
         self.refcnt.load(Ordering::Acquire)
     }
+    /// Runs `f` in a syscall-side read-side section (normal flavour) of the owning runtime.
+    pub(crate) fn with_read_lock<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.core.with_read_lock(f)
+    }
+
     /// The RCU flavours of the owning runtime.
     pub fn rcu(&self) -> &crate::rcu::Rcu {
         &self.core.rcu

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::bpf_map::BpfMap;
 use crate::errno::{Errno, Result};
 use crate::object::{FMode, FileObject, FileTable, HandleTable, PinTree};
-use crate::rcu::Rcu;
+use crate::rcu::{Rcu, RcuReader};
 use crate::registry::Caps;
 
 /// Runtime settings.
@@ -102,7 +102,19 @@ pub struct Core {
     pub(crate) map_ids: parking_lot::Mutex<IdTable>,
     pub(crate) rcu: Rcu,
     pub(crate) nr_cpus: u32,
+    /// One normal-flavour reader per thread that ran a syscall-side operation, so that the
+    /// `rcu_read_lock` around each operation costs a few ns instead of a registration.
+    syscall_readers: thread_local::ThreadLocal<SyscallReader>,
 }
+
+/// A thread's normal-flavour reader for syscall-side sections.
+struct SyscallReader(RcuReader);
+
+// SAFETY: `ThreadLocal` hands `&SyscallReader` only to the thread that created it, so the
+// reader's record is written by one thread, as `RcuReader` requires. The value changes thread
+// only when the `ThreadLocal` is dropped (with `Core`), when no guard borrowed from it exists:
+// guards live inside `Core::with_read_lock`, which borrows `Core`.
+unsafe impl Send for SyscallReader {}
 
 impl fmt::Debug for Core {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -113,6 +125,16 @@ impl fmt::Debug for Core {
 }
 
 impl Core {
+    /// Runs `f` inside a read-side section of the normal flavour, as the kernel wraps
+    /// syscall-side map operations in `rcu_read_lock`. Nests.
+    pub(crate) fn with_read_lock<R>(&self, f: impl FnOnce() -> R) -> R {
+        let reader = self
+            .syscall_readers
+            .get_or(|| SyscallReader(self.rcu.normal.register()));
+        let _guard = reader.0.read_lock();
+        f()
+    }
+
     /// `bpf_map_alloc_id`.
     pub(crate) fn alloc_map_id(&self, map: &BpfMap) -> Result<u32> {
         let mut t = self.map_ids.lock();
@@ -189,6 +211,7 @@ impl Runtime {
             map_ids: parking_lot::Mutex::new(IdTable::default()),
             rcu: Rcu::new(),
             nr_cpus: config.nr_cpus.max(1),
+            syscall_readers: thread_local::ThreadLocal::new(),
         });
         Runtime {
             inner: Arc::new(RuntimeInner {

@@ -78,7 +78,7 @@ fn obj_name_cpy(src: &[u8; BPF_OBJ_NAME_LEN]) -> Result<[u8; BPF_OBJ_NAME_LEN]> 
 /// Runs `f` inside a read-side section of the runtime's normal RCU flavour, as the kernel wraps
 /// syscall-side map operations in `rcu_read_lock`.
 fn rcu_read<R>(map: &BpfMap, f: impl FnOnce() -> R) -> R {
-    crate::rcu::with_read_lock(&map.core.rcu.normal, f)
+    map.with_read_lock(f)
 }
 
 impl Runtime {

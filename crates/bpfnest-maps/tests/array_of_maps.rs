@@ -801,7 +801,9 @@ fn deleted_inner_goes_at_once_but_is_freed_after_readers_row_73() {
         // kernel 6.18 (spec [E: L2]): the id disappears when the last reference is dropped,
         // before the syscall's grace period ends.
         let t0 = Instant::now();
-        while rt.map_get_fd_by_id(id, 0).is_ok() {
+        // (get-by-id fails from the moment refcnt reaches 0; `id` is cleared just after, by the
+        // same put, so wait for both.)
+        while rt.map_get_fd_by_id(id, 0).is_ok() || m.id() != 0 {
             assert!(t0.elapsed() < Duration::from_secs(10), "id never went away");
             std::thread::yield_now();
         }

@@ -119,7 +119,7 @@ impl MapOps for ArrayOfMaps {
         let out = value.get_mut(..4).ok_or(Errno::EINVAL)?;
         // The kernel function takes rcu_read_lock itself; so does this, rather than rely on
         // every caller of a safe method being inside a section.
-        crate::rcu::with_read_lock(&map.rcu().normal, || {
+        map.with_read_lock(|| {
             let p = self.load(index).ok_or(Errno::ENOENT)?;
             // SAFETY: loaded inside this read-side section; see `array_of_maps_lookup`.
             let inner = unsafe { &*p };

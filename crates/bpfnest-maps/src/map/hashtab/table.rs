@@ -786,7 +786,7 @@ impl Htab {
         if offs.is_empty() {
             return;
         }
-        crate::rcu::with_read_lock(&map.rcu().normal, || {
+        map.with_read_lock(|| {
             self.for_each_linked(|e| {
                 for &off in &offs {
                     // SAFETY: a 16-byte special field inside a live value.
