@@ -33,7 +33,10 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn rt() -> Runtime {
-    Runtime::new(Config { nr_cpus: 2, ..Config::default() })
+    Runtime::new(Config {
+        nr_cpus: 2,
+        ..Config::default()
+    })
 }
 
 fn b(k: u32) -> [u8; 4] {
@@ -59,11 +62,18 @@ fn check_hash(h: &MapHandle, ops: &[Op]) -> Result<(), TestCaseError> {
                     model.insert(k, v);
                     Ok(())
                 };
-                prop_assert_eq!(h.update_elem(Some(&b(k)), &v.to_ne_bytes(), f), want, "{:?}", op);
+                prop_assert_eq!(
+                    h.update_elem(Some(&b(k)), &v.to_ne_bytes(), f),
+                    want,
+                    "{:?}",
+                    op
+                );
             }
             Op::Lookup(k) => {
                 let mut out = [0u8; 8];
-                let r = h.lookup_elem(Some(&b(k)), &mut out, 0).map(|()| u64::from_ne_bytes(out));
+                let r = h
+                    .lookup_elem(Some(&b(k)), &mut out, 0)
+                    .map(|()| u64::from_ne_bytes(out));
                 prop_assert_eq!(r, model.get(&k).copied().ok_or(Errno::ENOENT));
             }
             Op::Delete(k) => {
@@ -72,7 +82,9 @@ fn check_hash(h: &MapHandle, ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::LookupAndDelete(k) => {
                 let mut out = [0u8; 8];
-                let r = h.lookup_and_delete_elem(Some(&b(k)), &mut out, 0).map(|()| u64::from_ne_bytes(out));
+                let r = h
+                    .lookup_and_delete_elem(Some(&b(k)), &mut out, 0)
+                    .map(|()| u64::from_ne_bytes(out));
                 prop_assert_eq!(r, model.remove(&k).ok_or(Errno::ENOENT));
             }
             Op::NextKey(start) => {
@@ -81,7 +93,10 @@ fn check_hash(h: &MapHandle, ops: &[Op]) -> Result<(), TestCaseError> {
                 let mut seen = Vec::new();
                 let mut prev: Option<[u8; 4]> = None;
                 let mut next = [0u8; 4];
-                while h.get_next_key(prev.as_ref().map(|p| &p[..]), &mut next).is_ok() {
+                while h
+                    .get_next_key(prev.as_ref().map(|p| &p[..]), &mut next)
+                    .is_ok()
+                {
                     seen.push(u32::from_ne_bytes(next));
                     prev = Some(next);
                     prop_assert!(seen.len() <= model.len(), "walk longer than the map");
@@ -111,20 +126,32 @@ fn check_array(h: &MapHandle, ops: &[Op]) -> Result<(), TestCaseError> {
                     model[k as usize] = v;
                     Ok(())
                 };
-                prop_assert_eq!(h.update_elem(Some(&b(k)), &v.to_ne_bytes(), f), want, "{:?}", op);
+                prop_assert_eq!(
+                    h.update_elem(Some(&b(k)), &v.to_ne_bytes(), f),
+                    want,
+                    "{:?}",
+                    op
+                );
             }
             Op::Lookup(k) => {
                 let mut out = [0u8; 8];
-                let r = h.lookup_elem(Some(&b(k)), &mut out, 0).map(|()| u64::from_ne_bytes(out));
+                let r = h
+                    .lookup_elem(Some(&b(k)), &mut out, 0)
+                    .map(|()| u64::from_ne_bytes(out));
                 prop_assert_eq!(r, model.get(k as usize).copied().ok_or(Errno::ENOENT));
             }
             Op::Delete(k) => prop_assert_eq!(h.delete_elem(Some(&b(k))), Err(Errno::EINVAL)),
             Op::LookupAndDelete(k) => {
-                prop_assert_eq!(h.lookup_and_delete_elem(Some(&b(k)), &mut [0u8; 8], 0), Err(Errno::ENOTSUPP))
+                prop_assert_eq!(
+                    h.lookup_and_delete_elem(Some(&b(k)), &mut [0u8; 8], 0),
+                    Err(Errno::ENOTSUPP)
+                )
             }
             Op::NextKey(start) => {
                 let mut next = [0u8; 4];
-                let r = h.get_next_key(start.map(b).as_ref().map(|p| &p[..]), &mut next).map(|()| u32::from_ne_bytes(next));
+                let r = h
+                    .get_next_key(start.map(b).as_ref().map(|p| &p[..]), &mut next)
+                    .map(|()| u32::from_ne_bytes(next));
                 let want = match start {
                     Some(s) if s + 1 == CAP => Err(Errno::ENOENT),
                     Some(s) if s < CAP => Ok(s + 1),
@@ -177,9 +204,13 @@ proptest! {
                 0 | 1 => {
                     // Insert a fresh compatible inner map (its handle closed right after for 1).
                     let inner = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 2)).unwrap();
-                    let want = if !hash_outer && key >= 4 {
-                        Err(Errno::E2BIG)
-                    } else if hash_outer && !model.contains_key(&key) && model.len() >= 4 {
+                    // Array: index out of range. Hash: a new key in a full table.
+                    let full = if hash_outer {
+                        !model.contains_key(&key) && model.len() >= 4
+                    } else {
+                        key >= 4
+                    };
+                    let want = if full {
                         Err(Errno::E2BIG)
                     } else {
                         model.insert(key, inner.id());

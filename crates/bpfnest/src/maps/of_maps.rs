@@ -10,6 +10,26 @@ use super::{check_map, enoent_none, impl_try_from_handle, keys, op_err, MapError
 
 /// A typed view of a `BPF_MAP_TYPE_ARRAY_OF_MAPS`: slots hold inner maps; user space inserts
 /// by handle and reads back the inner map's id.
+///
+/// ```
+/// use bpfnest::maps::ArrayOfMaps;
+/// use bpfnest::{uapi::*, Errno, MapAttr, Runtime};
+///
+/// let rt = Runtime::default();
+/// // BPF_F_INNER_MAP lets inner arrays differ in max_entries.
+/// let tmpl = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 1).flags(BPF_F_INNER_MAP))?;
+/// let outer = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY_OF_MAPS, 4, 4, 8).inner_map(tmpl.raw()))?;
+/// let big = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 1024).flags(BPF_F_INNER_MAP))?;
+///
+/// let mut slots = ArrayOfMaps::new(outer)?;
+/// slots.set(3, &big, BPF_ANY)?;
+/// assert_eq!(slots.get(3)?, Some(big.id()));
+/// // Array-of-maps updates take BPF_ANY only, as on Linux.
+/// assert_eq!(slots.set(4, &big, BPF_NOEXIST).unwrap_err().errno(), Some(Errno::EINVAL));
+/// slots.clear_index(3)?;
+/// assert_eq!(slots.get(3)?, None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[doc(alias = "BPF_MAP_TYPE_ARRAY_OF_MAPS")]
 #[derive(Debug)]
 pub struct ArrayOfMaps<T> {
@@ -77,6 +97,28 @@ impl<T: BorrowMut<MapHandle>> ArrayOfMaps<T> {
 }
 
 /// A typed view of a `BPF_MAP_TYPE_HASH_OF_MAPS` keyed by `K`.
+///
+/// ```
+/// use bpfnest::maps::{HashMap, HashOfMaps};
+/// use bpfnest::{uapi::*, Errno, MapAttr, Runtime};
+///
+/// let rt = Runtime::default();
+/// let tmpl = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_HASH, 4, 8, 64))?;
+/// let outer = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_HASH_OF_MAPS, 4, 4, 16).inner_map(tmpl.raw()))?;
+/// let mut per_tenant = HashOfMaps::<_, u32>::new(outer)?;
+///
+/// let mut counters: HashMap<_, u32, u64> = HashMap::new(rt.map_create(&MapAttr::new(BPF_MAP_TYPE_HASH, 4, 8, 8))?)?;
+/// counters.insert(1, 10, BPF_ANY)?;
+/// per_tenant.insert(7, counters.handle(), BPF_NOEXIST)?;
+/// assert_eq!(per_tenant.get(&7)?, Some(counters.handle().id()));
+/// assert_eq!(per_tenant.insert(7, counters.handle(), BPF_NOEXIST).unwrap_err().errno(), Some(Errno::EEXIST));
+///
+/// // Replacing returns once no non-sleepable program can still see the old inner map.
+/// let fresh = rt.map_create(&MapAttr::new(BPF_MAP_TYPE_HASH, 4, 8, 32))?;
+/// per_tenant.insert(7, &fresh, BPF_EXIST)?;
+/// assert_eq!(per_tenant.get(&7)?, Some(fresh.id()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[doc(alias = "BPF_MAP_TYPE_HASH_OF_MAPS")]
 #[derive(Debug)]
 pub struct HashOfMaps<T, K> {

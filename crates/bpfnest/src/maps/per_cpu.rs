@@ -52,6 +52,18 @@ pub(crate) fn buf_len<V>(h: &MapHandle) -> usize {
 }
 
 /// A typed view of a `BPF_MAP_TYPE_PERCPU_ARRAY`.
+///
+/// ```
+/// use bpfnest::maps::{PerCpuArray, PerCpuValues};
+/// use bpfnest::{uapi::*, Config, MapAttr, Runtime};
+///
+/// // Per-CPU values come as one value per *possible* CPU; the count is a runtime setting.
+/// let rt = Runtime::new(Config { nr_cpus: 4, ..Config::default() });
+/// let mut pa = PerCpuArray::<_, u32>::new(rt.map_create(&MapAttr::new(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 4, 2))?)?;
+/// pa.set(0, PerCpuValues::new(vec![1, 2, 3, 4]), BPF_ANY)?;
+/// assert_eq!(&*pa.get(0, 0)?, &[1, 2, 3, 4]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[doc(alias = "BPF_MAP_TYPE_PERCPU_ARRAY")]
 #[derive(Debug)]
 pub struct PerCpuArray<T, V> {
