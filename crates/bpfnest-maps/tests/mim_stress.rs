@@ -97,11 +97,14 @@ fn readers_never_see_freed_inner_maps() {
     outer_h.map().inc_sleepable();
 
     let stop = Arc::new(AtomicBool::new(false));
+    // Writers start once every reader is running, so a loaded machine cannot skip the race.
+    let started = Arc::new(std::sync::Barrier::new(4));
     let outer_a = Arc::new(outer_a);
     let outer_h = Arc::new(outer_h);
     let mut readers = Vec::new();
     for t in 0..3u32 {
         let (stop, oa, oh, rt) = (stop.clone(), outer_a.clone(), outer_h.clone(), rt.clone());
+        let started = started.clone();
         readers.push(thread::spawn(move || {
             let sleepable = t == 2;
             let domain = if sleepable {
@@ -110,6 +113,7 @@ fn readers_never_see_freed_inner_maps() {
                 rt.rcu().normal.clone()
             };
             let reader = domain.register();
+            started.wait();
             let mut seen = 0u64;
             let mut i = t;
             while !stop.load(Ordering::Relaxed) {
@@ -140,6 +144,7 @@ fn readers_never_see_freed_inner_maps() {
         }));
     }
 
+    started.wait();
     let n = iters();
     let mut writers = Vec::new();
     for w in 0..2u32 {

@@ -190,18 +190,24 @@ fn run(
     writers: Vec<Box<dyn FnOnce() + Send>>,
 ) -> u64 {
     let stop = Arc::new(AtomicBool::new(false));
+    // Writers start only once every reader has completed a section, so that on a loaded
+    // machine the readers cannot miss the whole run.
+    let started = Arc::new(std::sync::Barrier::new(readers.len() + 1));
     let reader_threads: Vec<_> = readers
         .iter()
         .map(|(domain, long)| {
-            let (domain, long, slot, stop) = (
+            let (domain, long, slot, stop, started) = (
                 Arc::clone(domain),
                 *long,
                 Arc::clone(slot),
                 Arc::clone(&stop),
+                Arc::clone(&started),
             );
             thread::spawn(move || {
                 let reader = domain.register();
-                let mut i = 0;
+                slot.read(&reader, 0, long);
+                started.wait();
+                let mut i = 1;
                 // Relaxed: a stop request, nothing to order.
                 while !stop.load(Ordering::Relaxed) {
                     slot.read(&reader, i, long);
@@ -211,6 +217,7 @@ fn run(
             })
         })
         .collect();
+    started.wait();
     let writer_threads: Vec<_> = writers.into_iter().map(thread::spawn).collect();
     for w in writer_threads {
         w.join().expect("writer panicked");
