@@ -392,7 +392,10 @@ impl Drop for MapRef {
         if self.refcnt.fetch_sub(1, Ordering::Release) != 1 {
             return;
         }
-        fence(Ordering::Acquire);
+        // Acquire load rather than `fence(Acquire)` (same effect: it reads the release sequence
+        // of every earlier decrement), as std's Arc does, because ThreadSanitizer cannot model
+        // fences and would report the free below as racing with earlier users.
+        self.refcnt.load(Ordering::Acquire);
         let map: &BpfMap = self;
         map.core.free_map_id(map);
         let ptr = SendPtr(self.0);
