@@ -30,7 +30,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod maps;
 
-pub use bpfnest_maps::{uapi, Config, Errno, MapAttr, MapHandle, MapInfo, Runtime};
+pub use backend::{Backend, Kernel, MapBackend};
+pub use bpfnest_maps::{uapi, BatchArgs, Config, Errno, MapAttr, MapHandle, MapInfo, Runtime};
 pub use maps::MapError;

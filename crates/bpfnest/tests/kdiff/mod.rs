@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: Apache-2.0 OR MIT
+//! Differential harness: one scenario, run on the userspace runtime and on the kernel, must
+//! leave identical traces. Map ids differ between the two; the trace names each id by its order
+//! of first appearance, so the *relations* between ids must match.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+
+use bpfnest::{Backend, Errno, Kernel, Runtime};
+
+/// What a scenario observed, with ids made symbolic.
+#[derive(Default)]
+pub struct Trace {
+    ids: HashMap<u32, usize>,
+    pub events: Vec<String>,
+}
+
+impl Trace {
+    /// The symbolic name of a map id (`map#0`, `map#1`, …; `id:0` stays `0`).
+    pub fn id(&mut self, id: u32) -> String {
+        if id == 0 {
+            return "0".into();
+        }
+        let n = self.ids.len();
+        format!("map#{}", *self.ids.entry(id).or_insert(n))
+    }
+
+    /// Records an operation's outcome.
+    pub fn rec<T: Debug>(&mut self, what: &str, r: Result<T, Errno>) {
+        self.events.push(format!("{what}: {r:?}"));
+    }
+
+    /// Records an outcome whose success value is a map id (outer-map lookups).
+    pub fn rec_id(&mut self, what: &str, r: Result<u32, Errno>) {
+        let s = match r {
+            Ok(id) => format!("Ok({})", self.id(id)),
+            Err(e) => format!("Err({e:?})"),
+        };
+        self.events.push(format!("{what}: {s}"));
+    }
+}
+
+/// The kernel backend, or `None` (with one message) where bpf(2) is refused. Under `CI=true`
+/// the kernel must be there.
+pub fn kernel() -> Option<Kernel> {
+    match Kernel::probe() {
+        Ok(k) => Some(k),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but bpf(2) is refused ({e}); the differential suite must run")
+        }
+        Err(e) => {
+            eprintln!("bpf(2) unavailable ({e}): skipping kernel-differential tests");
+            None
+        }
+    }
+}
+
+/// Runs `scenario` on both backends and asserts identical traces.
+pub fn diff(name: &str, scenario: impl Fn(&dyn DynBackend, &mut Trace)) {
+    let Some(kernel) = kernel() else { return };
+    let rt = Runtime::new(bpfnest::Config {
+        nr_cpus: kernel.nr_cpus(),
+        ..bpfnest::Config::default()
+    });
+    let (mut a, mut b) = (Trace::default(), Trace::default());
+    scenario(&rt, &mut a);
+    scenario(&kernel, &mut b);
+    for (i, (x, y)) in a.events.iter().zip(b.events.iter()).enumerate() {
+        assert_eq!(
+            x, y,
+            "{name}: step {i} diverges (bpfnest left, kernel right)"
+        );
+    }
+    assert_eq!(
+        a.events.len(),
+        b.events.len(),
+        "{name}: trace lengths differ"
+    );
+    eprintln!(
+        "kdiff {name}: {} steps identical on bpfnest and the kernel",
+        a.events.len()
+    );
+}
+
+/// Object-safe view of a backend for scenarios (maps are boxed).
+pub trait DynBackend {
+    fn create(&self, attr: &bpfnest::MapAttr) -> Result<Box<dyn bpfnest::MapBackend>, Errno>;
+    fn get_by_id(&self, id: u32) -> Result<Box<dyn bpfnest::MapBackend>, Errno>;
+}
+
+impl<B: Backend> DynBackend for B
+where
+    B::Map: 'static,
+{
+    fn create(&self, attr: &bpfnest::MapAttr) -> Result<Box<dyn bpfnest::MapBackend>, Errno> {
+        self.map_create(attr)
+            .map(|m| Box::new(m) as Box<dyn bpfnest::MapBackend>)
+    }
+    fn get_by_id(&self, id: u32) -> Result<Box<dyn bpfnest::MapBackend>, Errno> {
+        self.map_get_fd_by_id(id, 0)
+            .map(|m| Box::new(m) as Box<dyn bpfnest::MapBackend>)
+    }
+}
