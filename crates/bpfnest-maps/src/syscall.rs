@@ -275,7 +275,8 @@ impl Runtime {
     /// `BPF_MAP_GET_FD_BY_ID`: a new handle on the map with `id`. `open_flags` may hold
     /// `BPF_F_RDONLY` or `BPF_F_WRONLY`.
     pub fn map_get_fd_by_id(&self, id: u32, open_flags: u32) -> Result<MapHandle> {
-        if open_flags & !(BPF_F_RDONLY | BPF_F_WRONLY | BPF_F_TOKEN_FD) != 0 {
+        // kernel 6.18: only BPF_OBJ_FLAG_MASK (RDONLY|WRONLY); BPF_F_TOKEN_FD is EINVAL here.
+        if open_flags & !(BPF_F_RDONLY | BPF_F_WRONLY) != 0 {
             return Err(Errno::EINVAL);
         }
         if !self.inner.config.caps.sys_admin {

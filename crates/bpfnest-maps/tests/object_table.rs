@@ -126,6 +126,11 @@ fn handle_modes() {
         rt.map_get_fd_by_id(0x7fff_fff0, 0).unwrap_err(),
         Errno::ENOENT
     );
+    // kernel 6.18: BPF_F_TOKEN_FD is not an open flag (found by kdiff_handles).
+    assert_eq!(
+        rt.map_get_fd_by_id(rw.id(), BPF_F_TOKEN_FD).unwrap_err(),
+        Errno::EINVAL
+    );
 }
 
 #[test]

@@ -2,6 +2,10 @@
 //! Differential harness: one scenario, run on the userspace runtime and on the kernel, must
 //! leave identical traces. Map ids differ between the two; the trace names each id by its order
 //! of first appearance, so the *relations* between ids must match.
+#![allow(
+    dead_code,
+    reason = "shared by several test binaries, each using a part of it"
+)]
 
 use std::collections::HashMap;
 use std::fmt::Debug;
