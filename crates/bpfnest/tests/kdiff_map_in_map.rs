@@ -89,6 +89,8 @@ fn template_rules(b: &dyn DynBackend, t: &mut Trace) {
         MapAttr::new(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 4),
         MapAttr::new(BPF_MAP_TYPE_PERCPU_HASH, 4, 8, 4),
         MapAttr::new(BPF_MAP_TYPE_LRU_HASH, 4, 8, 4),
+        MapAttr::new(BPF_MAP_TYPE_LRU_PERCPU_HASH, 4, 8, 4),
+        MapAttr::new(BPF_MAP_TYPE_STACK, 0, 8, 4),
         MapAttr::new(BPF_MAP_TYPE_HASH, 4, 8, 4).flags(BPF_F_NO_PREALLOC),
         MapAttr::new(BPF_MAP_TYPE_QUEUE, 0, 8, 4),
         MapAttr::new(BPF_MAP_TYPE_BLOOM_FILTER, 0, 8, 4),
@@ -256,6 +258,183 @@ fn lifetimes(b: &dyn DynBackend, t: &mut Trace) {
         "inner released with the outer",
         Ok::<bool, bpfnest::Errno>(gone),
     );
+}
+
+/// Spec §8 rows 62–69: batches on both outer types (ids out, handles in, holes skipped,
+/// ENOTSUPP for array-of-maps delete batches, BPF_F_LOCK refused).
+fn batch_rows(b: &dyn DynBackend, t: &mut Trace) {
+    let tmpl = b
+        .create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 2))
+        .unwrap();
+    let inners: Vec<_> = (0..3)
+        .map(|_| {
+            b.create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 2))
+                .unwrap()
+        })
+        .collect();
+    for id in inners.iter().map(|m| m.info().id) {
+        t.id(id);
+    }
+    for outer_t in [BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_HASH_OF_MAPS] {
+        let seed = if outer_t == BPF_MAP_TYPE_HASH_OF_MAPS {
+            BPF_F_ZERO_SEED
+        } else {
+            0
+        };
+        let o = b
+            .create(
+                &MapAttr::new(outer_t, 4, 4, 4)
+                    .inner_map(tmpl.raw())
+                    .flags(seed),
+            )
+            .unwrap();
+        // Keys 0, 2, 3 (a hole at 1); values are handles going in.
+        let mut keys: Vec<u8> = [0u32, 2, 3].iter().flat_map(|x| x.to_ne_bytes()).collect();
+        let mut vals: Vec<u8> = inners.iter().flat_map(|m| m.raw().to_ne_bytes()).collect();
+        for elem_flags in [BPF_NOEXIST, BPF_F_LOCK, 0] {
+            let mut out = [0u8; 4];
+            let mut a = bpfnest::BatchArgs {
+                in_batch: None,
+                out_batch: &mut out,
+                keys: &mut keys,
+                values: &mut vals,
+                count: 3,
+                elem_flags,
+                flags: 0,
+            };
+            let r = o.update_batch(&mut a);
+            t.rec(
+                &format!("{outer_t} update_batch elem_flags {elem_flags}"),
+                r.map(|()| a.count),
+            );
+        }
+        for (name, del) in [("lookup", false), ("lookup_and_delete", true)] {
+            for elem_flags in [BPF_F_LOCK, 0] {
+                let mut out = [0u8; 4];
+                let mut k = vec![0u8; 16];
+                let mut v = vec![0u8; 16];
+                let mut a = bpfnest::BatchArgs {
+                    in_batch: None,
+                    out_batch: &mut out,
+                    keys: &mut k,
+                    values: &mut v,
+                    count: 4,
+                    elem_flags,
+                    flags: 0,
+                };
+                let r = if del {
+                    o.lookup_and_delete_batch(&mut a)
+                } else {
+                    o.lookup_batch(&mut a)
+                };
+                let n = a.count as usize;
+                let mut got = Vec::new();
+                if r.is_ok() || r == Err(bpfnest::Errno::ENOENT) {
+                    for i in 0..n {
+                        let key = u32::from_ne_bytes(k[i * 4..i * 4 + 4].try_into().unwrap());
+                        let id = u32::from_ne_bytes(v[i * 4..i * 4 + 4].try_into().unwrap());
+                        got.push(format!("{key}->{}", t.id(id)));
+                    }
+                }
+                t.rec(
+                    &format!("{outer_t} {name}_batch elem_flags {elem_flags}"),
+                    r,
+                );
+                t.events.push(format!("  count {n}: {got:?}"));
+            }
+        }
+        let mut out = [0u8; 4];
+        let mut dk: Vec<u8> = [0u32, 9].iter().flat_map(|x| x.to_ne_bytes()).collect();
+        let mut dv = vec![0u8; 8];
+        let mut a = bpfnest::BatchArgs {
+            in_batch: None,
+            out_batch: &mut out,
+            keys: &mut dk,
+            values: &mut dv,
+            count: 2,
+            elem_flags: 0,
+            flags: 0,
+        };
+        let r = o.delete_batch(&mut a);
+        t.rec(&format!("{outer_t} delete_batch"), r.map(|()| a.count));
+        t.events.push(format!("  count {}", a.count));
+    }
+}
+
+/// PROG_ARRAY without programs: create errno, updates with non-program handles, empty-slot
+/// lookups and deletes, batches, template refusal.
+fn prog_array_rows(b: &dyn DynBackend, t: &mut Trace) {
+    for (ks, vs, n) in [(4, 4, 4), (8, 4, 4), (4, 8, 4), (4, 4, 0)] {
+        t.rec(
+            &format!("prog_array create k{ks} v{vs} n{n}"),
+            b.create(&MapAttr::new(BPF_MAP_TYPE_PROG_ARRAY, ks, vs, n))
+                .map(|_| ()),
+        );
+    }
+    for bit in 0..=12u32 {
+        t.rec(
+            &format!("prog_array flag bit {bit}"),
+            b.create(&MapAttr::new(BPF_MAP_TYPE_PROG_ARRAY, 4, 4, 4).flags(1 << bit))
+                .map(|m| m.info().map_flags),
+        );
+    }
+    let pa = b
+        .create(&MapAttr::new(BPF_MAP_TYPE_PROG_ARRAY, 4, 4, 4))
+        .unwrap();
+    let not_prog = b
+        .create(&MapAttr::new(BPF_MAP_TYPE_ARRAY, 4, 8, 4))
+        .unwrap();
+    for (what, fd) in [
+        ("map handle", not_prog.raw()),
+        ("closed", 9999),
+        ("stdin", 0),
+    ] {
+        for flags in [BPF_ANY, BPF_NOEXIST] {
+            for key in [0u32, 4] {
+                t.rec(
+                    &format!("update {what} flags {flags} key {key}"),
+                    pa.update_elem(Some(&k(key)), &fd.to_ne_bytes(), flags),
+                );
+            }
+        }
+    }
+    for key in [0u32, 4] {
+        t.rec(
+            &format!("lookup {key}"),
+            pa.lookup_elem(Some(&k(key)), &mut [0u8; 4], 0),
+        );
+        t.rec(&format!("delete {key}"), pa.delete_elem(Some(&k(key))));
+    }
+    let mut nk = [0u8; 4];
+    t.rec("next_key", pa.get_next_key(None, &mut nk).map(|()| nk));
+    let mut out = [0u8; 4];
+    let (mut kk, mut vv) = (vec![0u8; 8], vec![0u8; 8]);
+    let mut a = bpfnest::BatchArgs {
+        in_batch: None,
+        out_batch: &mut out,
+        keys: &mut kk,
+        values: &mut vv,
+        count: 2,
+        elem_flags: 0,
+        flags: 0,
+    };
+    t.rec("lookup_batch", pa.lookup_batch(&mut a).map(|()| a.count));
+    t.rec("freeze", pa.freeze());
+    t.rec(
+        "as a template",
+        b.create(&MapAttr::new(BPF_MAP_TYPE_ARRAY_OF_MAPS, 4, 4, 2).inner_map(pa.raw()))
+            .map(|_| ()),
+    );
+}
+
+#[test]
+fn kdiff_map_in_map_batches() {
+    diff("outer-map batches", batch_rows);
+}
+
+#[test]
+fn kdiff_prog_array_without_programs() {
+    diff("prog_array", prog_array_rows);
 }
 
 #[test]

@@ -79,3 +79,44 @@ fn diverges_user_ringbuf_create() {
         create_errno_for(b, t, BPF_MAP_TYPE_USER_RINGBUF)
     });
 }
+
+/// RINGBUF element commands: none is supported from user space (the ring is read by mmap).
+fn ringbuf_ops(b: &dyn kdiff::DynBackend, t: &mut kdiff::Trace) {
+    let rb = b
+        .create(&bpfnest::MapAttr::new(
+            bpfnest::uapi::BPF_MAP_TYPE_RINGBUF,
+            0,
+            0,
+            4096,
+        ))
+        .unwrap();
+    let mut v = [0u8; 8];
+    t.rec("lookup", rb.lookup_elem(None, &mut [], 0));
+    t.rec("update", rb.update_elem(None, &[], 0));
+    t.rec("delete", rb.delete_elem(None));
+    t.rec("next_key", rb.get_next_key(None, &mut []));
+    t.rec(
+        "lookup_and_delete",
+        rb.lookup_and_delete_elem(None, &mut [], 0),
+    );
+    t.rec("lookup key", rb.lookup_elem(Some(&[0u8; 4]), &mut v, 0));
+    let mut out = [0u8; 4];
+    let (mut k, mut vv) = (vec![0u8; 4], vec![0u8; 4]);
+    let mut a = bpfnest::BatchArgs {
+        in_batch: None,
+        out_batch: &mut out,
+        keys: &mut k,
+        values: &mut vv,
+        count: 1,
+        elem_flags: 0,
+        flags: 0,
+    };
+    t.rec("lookup_batch", rb.lookup_batch(&mut a).map(|()| a.count));
+    t.rec("freeze", rb.freeze());
+    t.rec("update after freeze", rb.update_elem(None, &[], 0));
+}
+
+#[test]
+fn kdiff_ringbuf_ops() {
+    kdiff::diff("ringbuf ops", ringbuf_ops);
+}
