@@ -6,32 +6,9 @@ mod kdiff;
 
 use bpfnest::uapi::*;
 use bpfnest::{BatchArgs, MapAttr, MapBackend};
-use kdiff::{diff, DynBackend, Trace};
+use kdiff::{diff, k, val, vsz, DynBackend, Trace};
 
 const TYPES: [u32; 2] = [BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY];
-
-fn k(i: u32) -> [u8; 4] {
-    i.to_ne_bytes()
-}
-
-fn ncpus() -> usize {
-    bpfnest_maps::runtime::possible_cpus() as usize
-}
-
-/// Syscall value size: per-CPU maps carry `round_up(value_size, 8)` bytes per possible CPU.
-fn vsz(map_type: u32, value_size: u32) -> usize {
-    if map_type == BPF_MAP_TYPE_PERCPU_ARRAY {
-        (value_size as usize).div_ceil(8) * 8 * ncpus()
-    } else {
-        value_size as usize
-    }
-}
-
-/// A value buffer whose bytes depend on `seed` (and on the CPU slot for per-CPU maps).
-fn val(map_type: u32, value_size: u32, seed: u8) -> Vec<u8> {
-    let n = vsz(map_type, value_size);
-    (0..n).map(|i| seed.wrapping_add(i as u8)).collect()
-}
 
 fn create_errno(b: &dyn DynBackend, t: &mut Trace) {
     for ty in TYPES {

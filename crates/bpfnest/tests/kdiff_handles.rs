@@ -10,7 +10,7 @@ mod kdiff;
 
 use bpfnest::uapi::*;
 use bpfnest::{Backend, BatchArgs, Errno, Kernel, MapAttr, MapBackend, Runtime};
-use kdiff::Trace;
+use kdiff::{k, Trace};
 
 /// Runs the two instantiations of one scenario and asserts identical traces.
 fn diff_generic(name: &str, on_rt: fn(&Runtime, &mut Trace), on_kernel: fn(&Kernel, &mut Trace)) {
@@ -39,10 +39,6 @@ fn diff_generic(name: &str, on_rt: fn(&Runtime, &mut Trace), on_kernel: fn(&Kern
         "kdiff {name}: {} steps identical on bpfnest and the kernel",
         a.events.len()
     );
-}
-
-fn k(i: u32) -> [u8; 4] {
-    i.to_ne_bytes()
 }
 
 fn ids<B: Backend>(b: &B, t: &mut Trace) {

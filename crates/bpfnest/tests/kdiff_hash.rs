@@ -7,7 +7,7 @@ mod kdiff;
 
 use bpfnest::uapi::*;
 use bpfnest::{BatchArgs, Errno, MapAttr, MapBackend};
-use kdiff::{diff, DynBackend, Trace};
+use kdiff::{diff, val, vsz, walk, DynBackend, Trace};
 
 /// (type, extra flags) of every variant exercised.
 const VARIANTS: [(u32, u32); 4] = [
@@ -17,48 +17,11 @@ const VARIANTS: [(u32, u32); 4] = [
     (BPF_MAP_TYPE_PERCPU_HASH, BPF_F_NO_PREALLOC),
 ];
 
-fn ncpus() -> usize {
-    bpfnest_maps::runtime::possible_cpus() as usize
-}
-
-fn vsz(map_type: u32, value_size: u32) -> usize {
-    if map_type == BPF_MAP_TYPE_PERCPU_HASH {
-        (value_size as usize).div_ceil(8) * 8 * ncpus()
-    } else {
-        value_size as usize
-    }
-}
-
-fn val(map_type: u32, value_size: u32, seed: u8) -> Vec<u8> {
-    (0..vsz(map_type, value_size))
-        .map(|i| seed.wrapping_add(i as u8))
-        .collect()
-}
-
 /// A key of `ks` bytes derived from `i`.
 fn key(ks: usize, i: u32) -> Vec<u8> {
     (0..ks)
         .map(|j| (i.wrapping_mul(2654435761).wrapping_add(j as u32 * 7) >> (j % 4 * 8)) as u8)
         .collect()
-}
-
-/// Every key in get_next_key order, with the terminating errno.
-fn walk(m: &dyn MapBackend, ks: usize) -> (Vec<Vec<u8>>, Result<(), Errno>) {
-    let mut out = Vec::new();
-    let mut cur: Option<Vec<u8>> = None;
-    loop {
-        let mut next = vec![0u8; ks];
-        match m.get_next_key(cur.as_deref(), &mut next) {
-            Ok(()) => {
-                out.push(next.clone());
-                cur = Some(next);
-                if out.len() > 10_000 {
-                    return (out, Ok(()));
-                }
-            }
-            Err(e) => return (out, Err(e)),
-        }
-    }
 }
 
 fn create_errno(b: &dyn DynBackend, t: &mut Trace) {

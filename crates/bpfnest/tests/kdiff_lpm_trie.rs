@@ -18,21 +18,9 @@ fn lk(prefixlen: u32, data: &[u8], data_len: usize) -> Vec<u8> {
 }
 
 fn walk(m: &dyn MapBackend, ks: usize) -> Result<Vec<Vec<u8>>, Errno> {
-    let mut out = Vec::new();
-    let mut cur: Option<Vec<u8>> = None;
-    loop {
-        let mut next = vec![0u8; ks];
-        match m.get_next_key(cur.as_deref(), &mut next) {
-            Ok(()) => {
-                out.push(next.clone());
-                cur = Some(next);
-                if out.len() > 10_000 {
-                    return Ok(out);
-                }
-            }
-            Err(e) if e == Errno::ENOENT => return Ok(out),
-            Err(e) => return Err(e),
-        }
+    match kdiff::walk(m, ks) {
+        (keys, Ok(()) | Err(Errno::ENOENT)) => Ok(keys),
+        (_, Err(e)) => Err(e),
     }
 }
 

@@ -9,7 +9,7 @@ mod kdiff;
 
 use bpfnest::uapi::*;
 use bpfnest::{Errno, MapAttr, MapBackend};
-use kdiff::{diff, DynBackend, Trace};
+use kdiff::{diff, k, vsz, DynBackend, Trace};
 
 /// Pins the calling thread to CPU 0 (where the runtime's syscalls run): the kernel's LRU free
 /// lists are per CPU, so eviction order is only reproducible from one CPU.
@@ -29,18 +29,6 @@ const VARIANTS: [(u32, u32); 4] = [
     (BPF_MAP_TYPE_LRU_PERCPU_HASH, 0),
     (BPF_MAP_TYPE_LRU_PERCPU_HASH, BPF_F_NO_COMMON_LRU),
 ];
-
-fn vsz(map_type: u32) -> usize {
-    if map_type == BPF_MAP_TYPE_LRU_PERCPU_HASH {
-        8 * bpfnest_maps::runtime::possible_cpus() as usize
-    } else {
-        8
-    }
-}
-
-fn k(i: u32) -> [u8; 4] {
-    i.to_ne_bytes()
-}
 
 /// The surviving keys, sorted, and the walk's terminating errno.
 fn survivors(m: &dyn MapBackend) -> Result<Vec<u32>, Errno> {
@@ -97,7 +85,7 @@ fn insert_past_capacity(b: &dyn DynBackend, t: &mut Trace) {
             let m = b
                 .create(&MapAttr::new(ty, 4, 8, max).flags(f | BPF_F_ZERO_SEED))
                 .unwrap();
-            let v = vec![1u8; vsz(ty)];
+            let v = vec![1u8; vsz(ty, 8)];
             for i in 0..max * 2 {
                 t.rec(
                     &format!("{ty}/{f} max {max} insert {i}"),
@@ -108,7 +96,7 @@ fn insert_past_capacity(b: &dyn DynBackend, t: &mut Trace) {
                 }
                 // Touch an old key now and then (lookup sets the ref bit).
                 if i % 5 == 0 {
-                    let mut out = vec![0u8; vsz(ty)];
+                    let mut out = vec![0u8; vsz(ty, 8)];
                     t.rec("lookup 1", m.lookup_elem(Some(&k(1)), &mut out, 0));
                 }
             }
@@ -122,7 +110,7 @@ fn delete_replace(b: &dyn DynBackend, t: &mut Trace) {
         let m = b
             .create(&MapAttr::new(ty, 4, 8, 32).flags(f | BPF_F_ZERO_SEED))
             .unwrap();
-        let v = |s: u8| vec![s; vsz(ty)];
+        let v = |s: u8| vec![s; vsz(ty, 8)];
         for i in 0..20 {
             m.update_elem(Some(&k(i)), &v(i as u8), BPF_NOEXIST)
                 .unwrap();
@@ -144,10 +132,10 @@ fn delete_replace(b: &dyn DynBackend, t: &mut Trace) {
                 m.update_elem(Some(&k(i)), &v(100 + i as u8), fl),
             );
         }
-        let mut out = vec![0u8; vsz(ty)];
+        let mut out = vec![0u8; vsz(ty, 8)];
         let r = m.lookup_elem(Some(&k(1)), &mut out, 0);
         t.rec("lookup 1", r.map(|()| out));
-        let mut out = vec![0u8; vsz(ty)];
+        let mut out = vec![0u8; vsz(ty, 8)];
         t.rec(
             "lookup_and_delete 2",
             m.lookup_and_delete_elem(Some(&k(2)), &mut out, 0)

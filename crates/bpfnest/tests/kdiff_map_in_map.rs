@@ -5,11 +5,7 @@ mod kdiff;
 
 use bpfnest::uapi::*;
 use bpfnest::{MapAttr, MapBackend};
-use kdiff::{diff, DynBackend, Trace};
-
-fn k(i: u32) -> [u8; 4] {
-    i.to_ne_bytes()
-}
+use kdiff::{diff, k, DynBackend, Trace};
 
 fn lookup_id(m: &dyn MapBackend, key: u32) -> Result<u32, bpfnest::Errno> {
     let mut v = [0u8; 4];

@@ -10,7 +10,8 @@
 use std::collections::HashMap;
 use std::fmt::Debug;
 
-use bpfnest::{Backend, Errno, Kernel, Runtime};
+use bpfnest::uapi::*;
+use bpfnest::{Backend, Errno, Kernel, MapBackend, Runtime};
 
 /// What a scenario observed, with ids made symbolic.
 #[derive(Default)]
@@ -103,5 +104,52 @@ where
     fn get_by_id(&self, id: u32) -> Result<Box<dyn bpfnest::MapBackend>, Errno> {
         self.map_get_fd_by_id(id, 0)
             .map(|m| Box::new(m) as Box<dyn bpfnest::MapBackend>)
+    }
+}
+
+/// A `u32` key as bytes.
+pub fn k(i: u32) -> [u8; 4] {
+    i.to_ne_bytes()
+}
+
+/// Possible CPUs (both backends lay per-CPU values out for these).
+pub fn ncpus() -> usize {
+    bpfnest_maps::runtime::possible_cpus() as usize
+}
+
+/// Syscall value size: per-CPU maps carry `round_up(value_size, 8)` bytes per possible CPU.
+pub fn vsz(map_type: u32, value_size: u32) -> usize {
+    match map_type {
+        BPF_MAP_TYPE_PERCPU_ARRAY | BPF_MAP_TYPE_PERCPU_HASH | BPF_MAP_TYPE_LRU_PERCPU_HASH => {
+            (value_size as usize).div_ceil(8) * 8 * ncpus()
+        }
+        _ => value_size as usize,
+    }
+}
+
+/// A value buffer whose bytes depend on `seed` (and on the CPU slot for per-CPU maps).
+pub fn val(map_type: u32, value_size: u32, seed: u8) -> Vec<u8> {
+    (0..vsz(map_type, value_size))
+        .map(|i| seed.wrapping_add(i as u8))
+        .collect()
+}
+
+/// A full `get_next_key` walk: the keys in order and the errno that ended it (`Ok` only if
+/// the walk was cut at 10,000 keys).
+pub fn walk(m: &dyn MapBackend, ks: usize) -> (Vec<Vec<u8>>, Result<(), Errno>) {
+    let mut out = Vec::new();
+    let mut cur: Option<Vec<u8>> = None;
+    loop {
+        let mut next = vec![0u8; ks];
+        match m.get_next_key(cur.as_deref(), &mut next) {
+            Ok(()) => {
+                out.push(next.clone());
+                cur = Some(next);
+                if out.len() > 10_000 {
+                    return (out, Ok(()));
+                }
+            }
+            Err(e) => return (out, Err(e)),
+        }
     }
 }
